@@ -1,0 +1,181 @@
+"""The registry's error hierarchy: every error renders itself as an OCI error response.
+
+Raise a :class:`RegistryError` subclass from anywhere below the WSGI app; the app catches it
+and calls :meth:`RegistryError.response` in one place. The codes and statuses are the ones of
+the OCI Distribution Spec, section "Error Codes".
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, ClassVar, Mapping
+
+from werkzeug.wrappers import Response
+
+__all__ = [
+    "RegistryError",
+    "BlobUnknown",
+    "BlobUploadInvalid",
+    "BlobUploadUnknown",
+    "DigestInvalid",
+    "ManifestBlobUnknown",
+    "ManifestInvalid",
+    "ManifestUnknown",
+    "ManifestTooLarge",
+    "NameInvalid",
+    "NameUnknown",
+    "SizeInvalid",
+    "RangeInvalid",
+    "TagInvalid",
+    "Unauthorized",
+    "Denied",
+    "Unsupported",
+    "MethodNotAllowed",
+    "NotFound",
+    "RangeNotSatisfiable",
+    "TooManyRequests",
+    "API_VERSION_HEADER",
+]
+
+#: Sent on every response, as the Docker Registry HTTP API V2 requires.
+API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
+
+
+class RegistryError(Exception):
+    """An error a client caused or must handle; renders as ``{"errors": [...]}``."""
+
+    code: ClassVar[str] = "UNKNOWN"
+    status: ClassVar[int] = 400
+    message: ClassVar[str] = "unknown error"
+
+    def __init__(
+        self,
+        detail: Any = None,
+        *,
+        message: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message or self.message, detail)
+        self.detail = detail
+        if message is not None:
+            self.message = message
+        self.headers: dict[str, str] = dict(headers or {})
+
+    def body(self) -> dict[str, Any]:
+        """The JSON document of the spec's error format."""
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.detail is not None:
+            error["detail"] = self.detail
+        return {"errors": [error]}
+
+    def response(self, *, head: bool = False) -> Response:
+        """This error as a WSGI response (no body for ``HEAD``)."""
+        payload = json.dumps(self.body()).encode()
+        response = Response(
+            b"" if head else payload, status=self.status, content_type="application/json"
+        )
+        response.headers["Content-Length"] = str(len(payload))
+        response.headers[API_VERSION_HEADER[0]] = API_VERSION_HEADER[1]
+        for name, value in self.headers.items():
+            response.headers[name] = value
+        return response
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}" + (f" ({self.detail})" if self.detail else "")
+
+
+class BlobUnknown(RegistryError):
+    code, status, message = "BLOB_UNKNOWN", 404, "blob unknown to registry"
+
+
+class BlobUploadInvalid(RegistryError):
+    code, status, message = "BLOB_UPLOAD_INVALID", 400, "blob upload invalid"
+
+
+class RangeInvalid(BlobUploadInvalid):
+    """A chunk that does not start at the upload's current offset (416, spec "Pushing a blob in chunks")."""
+
+    status, message = 416, "requested range not satisfiable"
+
+
+class BlobUploadUnknown(RegistryError):
+    code, status, message = "BLOB_UPLOAD_UNKNOWN", 404, "blob upload unknown to registry"
+
+
+class DigestInvalid(RegistryError):
+    code, status, message = "DIGEST_INVALID", 400, "provided digest did not match uploaded content"
+
+
+class ManifestBlobUnknown(RegistryError):
+    code, status, message = (
+        "MANIFEST_BLOB_UNKNOWN",
+        400,
+        "manifest references a manifest or blob unknown to registry",
+    )
+
+
+class ManifestInvalid(RegistryError):
+    code, status, message = "MANIFEST_INVALID", 400, "manifest invalid"
+
+
+class ManifestTooLarge(ManifestInvalid):
+    status, message = 413, "manifest too large"
+
+
+class ManifestUnknown(RegistryError):
+    code, status, message = "MANIFEST_UNKNOWN", 404, "manifest unknown to registry"
+
+
+class NameInvalid(RegistryError):
+    code, status, message = "NAME_INVALID", 400, "invalid repository name"
+
+
+class NameUnknown(RegistryError):
+    code, status, message = "NAME_UNKNOWN", 404, "repository name not known to registry"
+
+
+class TagInvalid(ManifestInvalid):
+    message = "invalid tag"
+
+
+class SizeInvalid(RegistryError):
+    code, status, message = "SIZE_INVALID", 400, "provided length did not match content length"
+
+
+class Unauthorized(RegistryError):
+    """401 with a ``WWW-Authenticate`` challenge, given in ``challenge``."""
+
+    code, status, message = "UNAUTHORIZED", 401, "authentication required"
+
+    def __init__(self, detail: Any = None, *, challenge: str | None = None, **kw: Any) -> None:
+        super().__init__(detail, **kw)
+        if challenge:
+            self.headers["WWW-Authenticate"] = challenge
+
+
+class Denied(RegistryError):
+    code, status, message = "DENIED", 403, "requested access to the resource is denied"
+
+
+class Unsupported(RegistryError):
+    code, status, message = "UNSUPPORTED", 400, "the operation is unsupported"
+
+
+class MethodNotAllowed(Unsupported):
+    status, message = 405, "method not allowed"
+
+
+class RangeNotSatisfiable(Unsupported):
+    """A download ``Range`` outside the blob (RFC 9110 section 15.5.17)."""
+
+    status, message = 416, "requested range not satisfiable"
+
+
+class NotFound(Unsupported):
+    """A path under ``/v2/`` that names no endpoint."""
+
+    status, message = 404, "no such endpoint"
+
+
+class TooManyRequests(RegistryError):
+    code, status, message = "TOOMANYREQUESTS", 429, "too many requests"
