@@ -1,0 +1,152 @@
+"""Objects as files below one root folder, committed atomically (temp file, fsync, rename)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from typing import BinaryIO, Iterable, Iterator
+
+from .base import BlobReader, KeyNotFound, Storage, check_key, check_upload_id
+
+__all__ = ["FilesystemStorage"]
+
+_UPLOADS = "_uploads"
+
+
+class FilesystemStorage(Storage):
+    """A backend on a local or shared (NFS) folder.
+
+    Every key is checked by :func:`check_key` before it becomes a path, so no key can name a
+    file outside ``root``. Uploads are files under ``root/_uploads``; committing one fsyncs it
+    and renames it onto its key, so a reader sees a whole object or none.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
+        self.root = os.path.abspath(os.fspath(root))
+        self.fsync = fsync
+        os.makedirs(os.path.join(self.root, _UPLOADS), exist_ok=True)
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self.root, *check_key(key).split("/"))
+
+    def _upload_path(self, upload_id: str) -> str:
+        return os.path.join(self.root, _UPLOADS, check_upload_id(upload_id))
+
+    def read(self, key: str) -> bytes:
+        try:
+            with open(self._path(key), "rb") as f:
+                return f.read()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise KeyNotFound(key) from None
+
+    def write(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                if self.fsync:
+                    f.flush()
+                    os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            _unlink(tmp)
+            raise
+
+    def size(self, key: str) -> int:
+        try:
+            st = os.stat(self._path(key))
+        except (FileNotFoundError, NotADirectoryError):
+            raise KeyNotFound(key) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise KeyNotFound(key)
+        return st.st_size
+
+    def open(self, key: str, offset: int = 0) -> BlobReader:
+        try:
+            f: BinaryIO = open(self._path(key), "rb")
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise KeyNotFound(key) from None
+        if offset:
+            f.seek(offset)
+        return f
+
+    def delete(self, key: str) -> bool:
+        try:
+            os.unlink(self._path(key))
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return False
+        return True
+
+    def list(self, prefix: str, *, start_after: str | None = None) -> Iterator[str]:
+        top = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+        for key in self._walk(top, ""):
+            if start_after is None or key > start_after:
+                yield key
+
+    def _walk(self, folder: str, relative: str) -> Iterator[str]:
+        try:
+            entries = list(os.scandir(folder))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        # Sort as keys sort: a folder "a" holds keys "a/...", which sort after "a-b" and "a.b".
+        named = sorted(
+            ((e.name + "/" if e.is_dir(follow_symlinks=False) else e.name), e) for e in entries
+        )
+        for name, entry in named:
+            if entry.name.startswith(".tmp-") or (not relative and entry.name == _UPLOADS):
+                continue
+            if name.endswith("/"):
+                yield from self._walk(entry.path, relative + name)
+            elif entry.is_file(follow_symlinks=False):
+                yield relative + entry.name
+
+    def create_upload(self, upload_id: str) -> None:
+        with open(self._upload_path(upload_id), "xb"):
+            pass
+
+    def write_upload(self, upload_id: str, offset: int, chunks: Iterable[bytes]) -> int:
+        try:
+            f = open(self._upload_path(upload_id), "r+b")
+        except FileNotFoundError:
+            raise KeyNotFound(upload_id) from None
+        with f:
+            f.truncate(offset)
+            f.seek(offset)
+            try:
+                for chunk in chunks:
+                    f.write(chunk)
+            except BaseException:
+                f.truncate(offset)
+                raise
+            return f.tell()
+
+    def commit_upload(self, upload_id: str, key: str, size: int) -> None:
+        source = self._upload_path(upload_id)
+        target = self._path(key)
+        try:
+            with open(source, "r+b") as f:
+                f.truncate(size)
+                if self.fsync:
+                    os.fsync(f.fileno())
+        except FileNotFoundError:
+            raise KeyNotFound(upload_id) from None
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.replace(source, target)
+
+    def abort_upload(self, upload_id: str) -> None:
+        _unlink(self._upload_path(upload_id))
+
+    def file_path(self, key: str) -> str:
+        """The local path of ``key`` (whether or not it exists)."""
+        return self._path(key)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
