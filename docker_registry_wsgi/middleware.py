@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
-__all__ = ["RegistryMiddleware", "WSGIApp", "is_registry_path", "REGISTRY_PREFIX"]
+__all__ = ["RegistryMiddleware", "WSGIApp", "is_registry_path", "mounted_environ", "REGISTRY_PREFIX"]
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -29,6 +29,18 @@ REGISTRY_PREFIX = "/v2"
 def is_registry_path(path_info: str) -> bool:
     """Whether ``path_info`` is ``/v2`` or below it (``/v2x`` and ``/v20/...`` are not)."""
     return path_info == REGISTRY_PREFIX or path_info.startswith(REGISTRY_PREFIX + "/")
+
+
+def mounted_environ(environ: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """A copy of ``environ`` for an app mounted at ``prefix``, whose ``PATH_INFO`` starts with it.
+
+    ``prefix`` moves from ``PATH_INFO`` to the end of ``SCRIPT_NAME``. A copy, so that the
+    server's own view of the request (its access log reads ``PATH_INFO``) is unchanged.
+    """
+    inner = dict(environ)
+    inner["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
+    inner["PATH_INFO"] = environ.get("PATH_INFO", "")[len(prefix):]
+    return inner
 
 
 class RegistryMiddleware:
@@ -58,8 +70,5 @@ class RegistryMiddleware:
         path = environ.get("PATH_INFO", "")
         for prefix, app in self._mounts:
             if path == prefix or path.startswith(prefix + "/"):
-                inner = dict(environ)
-                inner["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + prefix
-                inner["PATH_INFO"] = path[len(prefix):]
-                return app(inner, start_response)
+                return app(mounted_environ(environ, prefix), start_response)
         return self.host_app(environ, start_response)
