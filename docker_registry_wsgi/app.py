@@ -1,0 +1,136 @@
+"""The WSGI application: routing, the auth hook, the handler, and error rendering in one place.
+
+:class:`Registry` composes the route table, the auth hook, the registry content (over the
+injected storage) and the handlers. It knows neither how bytes are stored nor how users are
+checked. It serves ``/v2/...`` as a root application and also when mounted with
+``SCRIPT_NAME=/v2`` (werkzeug's ``DispatcherMiddleware``, or this package's middleware).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Iterable, Mapping
+from urllib.parse import quote
+
+from werkzeug.wrappers import Request, Response
+
+from .auth.base import PULL, Access, AllowAll, Auth
+from .content import RegistryContent
+from .errors import MethodNotAllowed, NameInvalid, NotFound, RegistryError
+from .handlers.context import Context, Handler
+from .references import parse_name
+from .routes import ROUTES, Method, Route, RouteTable
+from .storage.base import InvalidKey, Storage
+
+__all__ = ["Registry"]
+
+_PREFIX = "/v2"
+
+
+class _InternalError(RegistryError):
+    code, status, message = "UNKNOWN", 500, "internal server error"
+
+
+class Registry:
+    """A container registry as a WSGI application.
+
+    :param storage: where blobs, manifests and upload state live (see :mod:`.storage`).
+    :param auth: the auth hook (see :mod:`.auth`); default :class:`~.auth.AllowAll`.
+    :param max_manifest_size: manifests larger than this are refused with 413.
+    :param mount_without_from: let ``POST ?mount=<digest>`` without ``from`` link a blob found
+        anywhere in the registry. A digest then grants access to a blob in a repository the
+        caller may not pull, so the default is to allow it only when there is no auth hook.
+    """
+
+    def __init__(
+        self,
+        storage: Storage,
+        auth: Auth | None = None,
+        *,
+        max_manifest_size: int = 4 * 1024 * 1024,
+        mount_without_from: bool | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.storage = storage
+        self.auth: Auth = auth if auth is not None else AllowAll()
+        self.content = RegistryContent(storage, max_manifest_size=max_manifest_size)
+        self.routes = RouteTable(ROUTES)
+        self.mount_without_from = (
+            isinstance(self.auth, AllowAll) if mount_without_from is None else mount_without_from
+        )
+        self.logger = logger or logging.getLogger("docker_registry_wsgi")
+        self._handlers = {
+            (route.endpoint, http_method): _load(method.handler)
+            for route in ROUTES
+            for http_method, method in route.methods.items()
+        }
+
+    def __call__(self, environ: dict, start_response) -> Iterable[bytes]:  # type: ignore[type-arg]
+        request = Request(environ)
+        try:
+            response = self.dispatch(request)
+        except RegistryError as error:
+            response = error.response(head=request.method == "HEAD")
+        except InvalidKey as exc:
+            response = NameInvalid({"key": str(exc)[:200]}).response(head=request.method == "HEAD")
+        except Exception:
+            self.logger.exception("error serving %s %s", request.method, request.path)
+            response = _InternalError().response(head=request.method == "HEAD")
+        return response(environ, start_response)
+
+    def dispatch(self, request: Request) -> Response:
+        """Route, authorize and handle one request; raises :class:`RegistryError` on failure."""
+        base, path = self._split(request.environ)
+        matched = self.routes.match(path)
+        if matched is None:
+            raise NotFound({"path": path[:200]})
+        route, params = matched
+        method = route.methods.get(request.method)
+        if method is None:
+            raise MethodNotAllowed(
+                {"method": request.method}, headers={"Allow": ", ".join(route.methods)}
+            )
+        if "name" in params:
+            parse_name(params["name"])
+        identity = self.auth.authorize(request, self._needed(route, method, params, request))
+        ctx = Context(
+            request=request,
+            content=self.content,
+            routes=self.routes,
+            base_url=request.host_url.rstrip("/") + quote(base),
+            params=params,
+            identity=identity,
+            allow_mount_anywhere=self.mount_without_from,
+        )
+        return self._handlers[route.endpoint, request.method](ctx)
+
+    @staticmethod
+    def _split(environ: Mapping[str, str]) -> tuple[str, str]:
+        """``(path of /v2 as the client sees it, path below /v2)`` for root or mounted use."""
+        script = environ.get("SCRIPT_NAME", "").rstrip("/")
+        path = environ.get("PATH_INFO", "")
+        if script.endswith(_PREFIX):
+            return script, path or "/"
+        if path == _PREFIX or path.startswith(_PREFIX + "/"):
+            return script + _PREFIX, path[len(_PREFIX) :] or "/"
+        raise NotFound({"path": path[:200]}, message="the registry API lives below /v2/")
+
+    @staticmethod
+    def _needed(route: Route, method: Method, params: Mapping[str, str], request: Request) -> list[Access]:
+        """The access a request needs: the route's actions, plus pull on a mount's source."""
+        if route.endpoint == "base":
+            return []
+        if route.endpoint == "catalog":
+            return [Access.catalog()]
+        needed = [Access.repository(params["name"], *method.actions)]
+        source = request.args.get("from") if route.endpoint == "uploads" else None
+        if source and request.args.get("mount"):
+            needed.append(Access.repository(parse_name(source), PULL))
+        return needed
+
+
+def _load(dotted: str) -> Handler:
+    """A handler from its ``module.function`` name below :mod:`.handlers`."""
+    module, _, function = dotted.rpartition(".")
+    return getattr(importlib.import_module(f"{__package__}.handlers.{module}"), function)

@@ -1,0 +1,12 @@
+"""``/v2/``: the API version check (spec "Determining Support")."""
+
+from __future__ import annotations
+
+from werkzeug.wrappers import Response
+
+from .context import Context, json_response
+
+
+def check(ctx: Context) -> Response:
+    """200 with ``{}``; the auth hook has already challenged if it wants credentials."""
+    return json_response(ctx, {})

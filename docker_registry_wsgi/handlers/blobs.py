@@ -1,0 +1,51 @@
+"""``/v2/<name>/blobs/<digest>``: fetch (with ``Range``), check and delete blobs (spec "Pulling blobs")."""
+
+from __future__ import annotations
+
+from werkzeug.wrappers import Response
+from werkzeug.wsgi import wrap_file
+
+from ..digests import parse_digest
+from ..errors import RangeNotSatisfiable
+from ..ranges import UnsatisfiableRange, parse_range_header
+from ..streams import BoundedReader
+from .context import Context, respond
+
+
+def get_blob(ctx: Context) -> Response:
+    """200 with the blob (206 for a satisfiable ``Range``), or a 307 to the storage's own URL."""
+    digest = parse_digest(ctx.params["digest"])
+    name = ctx.params["name"]
+    size = ctx.content.stat_blob(name, digest)
+    headers = {
+        "Docker-Content-Digest": str(digest),
+        "ETag": f'"{digest}"',
+        "Accept-Ranges": "bytes",
+        "Cache-Control": "max-age=31536000",
+    }
+    if not ctx.head:
+        url = ctx.content.storage.redirect_url(ctx.content.blob_key(digest))
+        if url is not None:
+            return respond(307, {**headers, "Location": url, "Content-Length": "0"})
+    status, start, length = 200, 0, size
+    range_header = ctx.request.headers.get("Range")
+    if range_header:
+        try:
+            byte_range = parse_range_header(range_header, size)
+        except UnsatisfiableRange:
+            raise RangeNotSatisfiable({"size": size}, headers={"Content-Range": f"bytes */{size}"})
+        if byte_range is not None:
+            status, start, length = 206, byte_range.start, byte_range.length
+            headers["Content-Range"] = byte_range.content_range(size)
+    headers["Content-Length"] = str(length)
+    if ctx.head:
+        return respond(status, headers, content_type="application/octet-stream")
+    reader = BoundedReader(ctx.content.open_blob(name, digest, start), length)
+    body = wrap_file(ctx.request.environ, reader)  # type: ignore[arg-type]
+    return respond(status, headers, body, "application/octet-stream", direct=True)
+
+
+def delete_blob(ctx: Context) -> Response:
+    """Unlink the blob from the repository (spec "Deleting Blobs"): 202."""
+    ctx.content.delete_blob(ctx.params["name"], parse_digest(ctx.params["digest"]))
+    return respond(202, {"Content-Length": "0"})

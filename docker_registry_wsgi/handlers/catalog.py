@@ -1,0 +1,13 @@
+"""``/v2/_catalog``: the repositories, paginated like tags."""
+
+from __future__ import annotations
+
+from werkzeug.wrappers import Response
+
+from .context import Context, json_response, next_link, pagination
+
+
+def list_repositories(ctx: Context) -> Response:
+    n, last = pagination(ctx)
+    page = ctx.content.repositories(n, last)
+    return json_response(ctx, {"repositories": page.items}, next_link(ctx, "catalog", page, n))

@@ -1,0 +1,15 @@
+"""``/v2/<name>/tags/list`` (spec "Listing Tags")."""
+
+from __future__ import annotations
+
+from werkzeug.wrappers import Response
+
+from .context import Context, json_response, next_link, pagination
+
+
+def list_tags(ctx: Context) -> Response:
+    name = ctx.params["name"]
+    n, last = pagination(ctx)
+    page = ctx.content.tags(name, n, last)
+    return json_response(ctx, {"name": name, "tags": page.items},
+                         next_link(ctx, "tags", page, n, name=name))

@@ -1,0 +1,128 @@
+"""``/v2/<name>/blobs/uploads/...``: blob upload sessions (spec "Pushing blobs").
+
+Monolithic (POST ``?digest=``, or POST then PUT), chunked (PATCH with or without
+``Content-Range``, ``Transfer-Encoding: chunked`` included), mounts, status and cancel. The
+``Range`` header answered is ``0-<last offset>`` with no unit, as docker parses it.
+"""
+
+from __future__ import annotations
+
+from werkzeug.wrappers import Response
+
+from ..content import Upload
+from ..digests import check_algorithm, parse_digest
+from ..errors import BlobUploadInvalid, SizeInvalid
+from ..ranges import RangeSyntaxError, format_upload_range, parse_content_range
+from ..references import parse_name
+from ..streams import has_body, iter_body
+from .context import Context, respond
+
+
+def _session_headers(ctx: Context, upload: Upload) -> dict[str, str]:
+    return {
+        "Location": ctx.url("upload", name=upload.name, upload_id=upload.id),
+        "Docker-Upload-UUID": upload.id,
+        "Range": format_upload_range(upload.offset),
+    }
+
+
+def _created(ctx: Context, name: str, digest: str) -> Response:
+    return respond(201, {
+        "Location": ctx.url("blob", name=name, digest=digest),
+        "Docker-Content-Digest": digest,
+        "Content-Length": "0",
+    })
+
+
+def _chunk_bounds(ctx: Context) -> tuple[int | None, int | None]:
+    """``(start, length)`` from ``Content-Range`` and ``Content-Length``; each may be absent."""
+    length = ctx.request.content_length
+    header = ctx.request.headers.get("Content-Range")
+    if not header:
+        return None, length
+    try:
+        chunk = parse_content_range(header)
+    except RangeSyntaxError as exc:
+        raise BlobUploadInvalid({"Content-Range": header[:64]}, message=str(exc)) from None
+    if length is not None and length != chunk.length:
+        raise SizeInvalid({"Content-Range": header, "Content-Length": length},
+                          message="Content-Length does not match Content-Range")
+    return chunk.start, chunk.length
+
+
+def start_upload(ctx: Context) -> Response:
+    """POST: mount (201/202), monolithic upload with ``?digest=`` (201), or a new session (202)."""
+    name = ctx.params["name"]
+    args = ctx.request.args
+    mount = args.get("mount")
+    if mount is not None:
+        digest = parse_digest(mount)
+        source = args.get("from")
+        if source is not None:
+            parse_name(source)
+        if (source is not None or ctx.allow_mount_anywhere) and ctx.content.mount_blob(
+            name, digest, source
+        ):
+            return _created(ctx, name, str(digest))
+    digest_param = args.get("digest")
+    algorithm = args.get("digest-algorithm") or "sha256"
+    if digest_param is not None:
+        digest = parse_digest(digest_param)
+        algorithm = digest.algorithm
+    upload = ctx.content.start_upload(name, check_algorithm(algorithm))
+    if digest_param is not None and (mount is None or has_body(ctx.request)):
+        _, length = _chunk_bounds(ctx)
+        ctx.content.finish(upload, digest, iter_body(ctx.request), length=length)
+        return _created(ctx, name, str(digest))
+    headers = _session_headers(ctx, upload)
+    min_chunk = ctx.content.storage.min_chunk_size
+    if min_chunk:
+        headers["OCI-Chunk-Min-Length"] = str(min_chunk)
+    return respond(202, {**headers, "Content-Length": "0"})
+
+
+def upload_status(ctx: Context) -> Response:
+    """GET: 204 with the current ``Range`` (spec "Pushing a blob in chunks")."""
+    upload = ctx.content.get_upload(ctx.params["name"], ctx.params["upload_id"])
+    return respond(204, _session_headers(ctx, upload))
+
+
+def patch_upload(ctx: Context) -> Response:
+    """PATCH: append a chunk; 416 (session intact) when it does not start at the current offset."""
+    upload = ctx.content.get_upload(ctx.params["name"], ctx.params["upload_id"])
+    start, length = _chunk_bounds(ctx)
+    try:
+        ctx.content.append(upload, iter_body(ctx.request), start=start, length=length)
+    except BlobUploadInvalid as exc:
+        if exc.status == 416:
+            exc.headers.update(_session_headers(ctx, upload))
+        raise
+    return respond(202, {**_session_headers(ctx, upload), "Content-Length": "0"})
+
+
+def finish_upload(ctx: Context) -> Response:
+    """PUT ``?digest=``: take the optional last chunk, verify, and make the blob visible: 201."""
+    upload = ctx.content.get_upload(ctx.params["name"], ctx.params["upload_id"])
+    digest_param = ctx.request.args.get("digest")
+    if not digest_param:
+        raise BlobUploadInvalid(message="digest query parameter required to close an upload")
+    digest = parse_digest(digest_param)
+    chunks = None
+    start, length = None, None
+    if has_body(ctx.request):
+        start, length = _chunk_bounds(ctx)
+        chunks = iter_body(ctx.request)
+    try:
+        ctx.content.finish(upload, digest, chunks, start=start, length=length)
+    except BlobUploadInvalid as exc:
+        if exc.status == 416:
+            exc.headers.update(_session_headers(ctx, upload))
+        raise
+    return _created(ctx, upload.name, str(digest))
+
+
+def cancel_upload(ctx: Context) -> Response:
+    """DELETE: drop the session and its bytes: 204."""
+    upload = ctx.content.get_upload(ctx.params["name"], ctx.params["upload_id"])
+    ctx.content.cancel(upload)
+    return respond(204, {"Content-Length": "0"})
