@@ -1,0 +1,94 @@
+"""The standalone registry: the WSGI app built from options, served by gunicorn's gthread worker.
+
+gthread because it streams ``Transfer-Encoding: chunked`` bodies and sets
+``wsgi.input_terminated``, sends files with ``sendfile`` through ``wsgi.file_wrapper``, and does
+not kill a long upload at its timeout (the sync worker does; waitress spools whole bodies to
+disk first and refuses bodies over 1 GiB by default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from typing import Any, Callable, Iterable
+
+from .app import Registry
+from .auth import config as auth_config
+from .middleware import RegistryMiddleware, WSGIApp
+from .storage import config as storage_config
+from .storage.memory import MemoryStorage
+
+__all__ = ["add_arguments", "build_app", "serve"]
+
+
+def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str] | None = None) -> None:
+    """The server's own options (address, workers) plus those of storage and auth."""
+    env = dict(os.environ) if env is None else env
+    cores = os.cpu_count() or 1
+    group = parser.add_argument_group("server")
+    group.add_argument("--host", default=env.get("REGISTRY_HOST", "127.0.0.1"),
+                       help="address to listen on (env REGISTRY_HOST; default 127.0.0.1)")
+    group.add_argument("--port", type=int, default=int(env.get("REGISTRY_PORT", "5000")),
+                       help="port to listen on (env REGISTRY_PORT; default 5000)")
+    group.add_argument("--workers", type=int, default=int(env.get("REGISTRY_WORKERS", str(cores))),
+                       help="worker processes (env REGISTRY_WORKERS; default: one per core)")
+    group.add_argument("--threads", type=int, default=int(env.get("REGISTRY_THREADS", "8")),
+                       help="threads per worker (env REGISTRY_THREADS; default 8)")
+    group.add_argument("--access-log", action="store_true",
+                       default=env.get("REGISTRY_ACCESS_LOG", "") not in ("", "0", "false"),
+                       help="log every request to stderr (env REGISTRY_ACCESS_LOG)")
+    storage_config.add_arguments(parser, env)
+    auth_config.add_arguments(parser, env)
+
+
+def _not_found(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    body = json.dumps({"errors": [{"code": "UNSUPPORTED", "message": "not found"}]}).encode()
+    start_response("404 Not Found", [("Content-Type", "application/json"),
+                                     ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def build_app(namespace: argparse.Namespace) -> WSGIApp:
+    """The WSGI app the options describe: the registry, and any extra app (token issuer) beside it."""
+    storage = storage_config.build(namespace)
+    auth, extra = auth_config.build(namespace)
+    registry = Registry(storage=storage, auth=auth)
+    if not extra:
+        return registry
+    return RegistryMiddleware(_not_found, registry, extra)
+
+
+def serve(namespace: argparse.Namespace) -> None:
+    """Run gunicorn (gthread) in this process until it is stopped."""
+    from gunicorn.app.base import BaseApplication
+
+    workers = namespace.workers
+    if namespace.storage == "memory" and workers != 1:
+        logging.getLogger("docker_registry_wsgi").warning(
+            "memory storage is per process: running one worker instead of %d", workers)
+        workers = 1
+    # Fail on a bad configuration now, in the master, not in every worker.
+    build_app(namespace)
+    options = {
+        "bind": f"{namespace.host}:{namespace.port}",
+        "workers": workers,
+        "threads": namespace.threads,
+        "worker_class": "gthread",
+        "keepalive": 75,
+        "timeout": 120,
+        "accesslog": "-" if namespace.access_log else None,
+        "errorlog": "-",
+        "loglevel": "info",
+    }
+
+    class _Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> WSGIApp:
+            return build_app(namespace)
+
+    _Server().run()
