@@ -1,0 +1,75 @@
+"""Mount the registry in Flask, Pyramid and Django sites, configured the way each one configures.
+
+One module per framework, each imported only by the sites that use it, so that the library
+never depends on a web framework: :mod:`.flask` (an ``init_app`` extension), :mod:`.pyramid`
+(``config.include``), :mod:`.django` (wrap ``wsgi.py``'s application, auth from
+``django.contrib.auth``). This module holds what they share: turning a framework's settings
+into a :class:`~docker_registry_wsgi.app.Registry`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import TYPE_CHECKING, Any
+
+from ..auth.base import Auth
+
+if TYPE_CHECKING:
+    from ..app import Registry
+    from ..storage.base import Storage
+
+__all__ = ["build_registry", "parse_size", "ConfigurationError"]
+
+_SIZE = re.compile(r"\s*(\d+)\s*([KMG]i?B?|B)?\s*", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+class ConfigurationError(ValueError):
+    """The site's registry settings are incomplete or malformed; the message names the setting."""
+
+
+def parse_size(value: int | str, setting: str) -> int:
+    """A byte count from an int or a string such as ``"4194304"``, ``"4MiB"`` or ``"512K"``.
+
+    Ini files and environment variables only hold strings; binary units are meant throughout.
+    """
+    if isinstance(value, int):
+        size = value
+    else:
+        match = _SIZE.fullmatch(str(value))
+        if match is None:
+            raise ConfigurationError(f"{setting}: not a size: {value!r}")
+        size = int(match.group(1)) * _UNITS[(match.group(2) or "")[:1].lower()]
+    if size <= 0:
+        raise ConfigurationError(f"{setting}: must be positive, not {value!r}")
+    return size
+
+
+def build_registry(
+    *,
+    root: str | os.PathLike[str] | None = None,
+    storage: Storage | None = None,
+    auth: Auth | None = None,
+    max_manifest_size: int | str | None = None,
+    root_setting: str = "root",
+) -> Registry:
+    """The registry a site's settings describe: ``storage``, or a filesystem one at ``root``.
+
+    ``root_setting`` names the setting in error messages (``DOCKER_REGISTRY_ROOT``, ...).
+    """
+    from ..app import Registry
+    from ..storage.filesystem import FilesystemStorage
+
+    if storage is None:
+        if not root:
+            raise ConfigurationError(
+                f"{root_setting} is not set: name the folder that holds the registry's data"
+            )
+        storage = FilesystemStorage(root)
+    if auth is not None and not isinstance(auth, Auth):
+        raise ConfigurationError(f"the registry's auth hook has no authorize() method: {auth!r}")
+    options: dict[str, Any] = {}
+    if max_manifest_size not in (None, ""):
+        options["max_manifest_size"] = parse_size(max_manifest_size, "max_manifest_size")
+    return Registry(storage, auth, **options)
