@@ -261,7 +261,8 @@ class RegistryServer(ServerProcess):
     Runs ``<command> --host 127.0.0.1 --port <free> --root <root> <extra_args>``, where
     ``command`` defaults to ``[sys.executable, "-m", "docker_registry_wsgi", "serve"]`` (pass
     ``["docker-registry-wsgi", "serve"]`` to test the console script). Ready when ``GET /v2/``
-    answers with any status. ``root`` is created if missing.
+    answers with any status. ``root`` is created if missing. ``show_log_on_stop=False`` keeps
+    the log out of stderr at teardown (for long-lived fixtures that report it per test).
     """
 
     def __init__(
@@ -273,6 +274,7 @@ class RegistryServer(ServerProcess):
         command: Sequence[str] | None = None,
         log_path: str | os.PathLike[str] | None = None,
         start_timeout: float = 60.0,
+        show_log_on_stop: bool = True,
     ) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
@@ -283,4 +285,5 @@ class RegistryServer(ServerProcess):
             log_path=log_path,
             ready_path="/v2/",
             start_timeout=start_timeout,
+            show_log_on_stop=show_log_on_stop,
         )
