@@ -1,0 +1,634 @@
+"""Objects in an S3-compatible bucket (AWS S3, SeaweedFS, MinIO, Ceph RGW), uploads as multipart uploads.
+
+Every byte and every piece of upload state lives in the bucket, so any number of registry
+processes on any number of hosts can serve one registry and continue each other's uploads.
+
+Layout below ``prefix``::
+
+    <key>                                   the objects of the protocol
+    _uploads/<id>/state/<offset:020d>       JSON: the upload's layout when it was <offset> bytes long
+    _uploads/<id>/tail/<offset>-<token>     the bytes after the last full part (< one part)
+    _uploads/<id>/data                      the multipart upload's key, until it is committed
+
+``_`` is not allowed in keys (see :func:`~.base.check_key`), so ``_uploads`` never collides with one.
+An upload is a multipart upload of parts of exactly ``part_size`` bytes plus a *tail* object:
+bytes that do not fill a part wait in the bucket, not in a process, until later writes fill it.
+The registry never holds more than one part of a blob in memory. A state object per recorded
+size (immutable parts, identified by ETag, and an immutable tail) makes a rewind to any recorded
+size a lookup, and a failed write leaves the previous state untouched.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import secrets
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from heapq import heappop, heappush
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
+
+from .base import (
+    BlobReader,
+    KeyNotFound,
+    Storage,
+    StorageError,
+    UploadOffsetMismatch,
+    check_key,
+    check_upload_id,
+)
+
+if TYPE_CHECKING:  # boto3 is an optional extra; import it only when an S3Storage is made.
+    from botocore.exceptions import ClientError
+
+__all__ = ["S3Storage", "UploadInfo", "MIN_PART_SIZE", "MAX_PARTS"]
+
+MiB = 1 << 20
+GiB = 1 << 30
+#: S3's smallest part (all parts but the last of a multipart upload).
+MIN_PART_SIZE = 5 * MiB
+#: S3's most parts per multipart upload.
+MAX_PARTS = 10_000
+#: S3's largest single-request copy (CopyObject) and largest part.
+MAX_COPY_SIZE = 5 * GiB
+
+_UPLOADS = "_uploads/"
+_MISSING = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchUpload"})
+
+
+@dataclass(frozen=True)
+class UploadInfo:
+    """An upload found in the bucket, for listing and purging stale ones."""
+
+    upload_id: str
+    last_modified: datetime
+    multipart_ids: tuple[str, ...] = ()
+
+
+@dataclass
+class _State:
+    """The layout of an upload at one size: full parts (by ETag) then a tail object."""
+
+    part_size: int
+    size: int = 0
+    multipart_id: str | None = None
+    etags: list[str] = field(default_factory=list)
+    tail: str | None = None
+
+    @property
+    def tail_size(self) -> int:
+        return self.size - len(self.etags) * self.part_size
+
+    def to_json(self) -> bytes:
+        return json.dumps(
+            {
+                "v": 1,
+                "part_size": self.part_size,
+                "size": self.size,
+                "multipart_id": self.multipart_id,
+                "etags": self.etags,
+                "tail": self.tail,
+            }
+        ).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> "_State":
+        doc = json.loads(data)
+        return cls(
+            part_size=int(doc["part_size"]),
+            size=int(doc["size"]),
+            multipart_id=doc["multipart_id"],
+            etags=list(doc["etags"]),
+            tail=doc["tail"],
+        )
+
+
+class _Reader:
+    """A :class:`~.base.BlobReader` over a botocore ``StreamingBody``."""
+
+    def __init__(self, body: Any) -> None:
+        self._body = body
+
+    def read(self, size: int = -1, /) -> bytes:
+        return self._body.read(None if size is None or size < 0 else size)
+
+    def close(self) -> None:
+        self._body.close()
+
+
+class S3Storage(Storage):
+    """A backend on one S3 bucket (optionally below a key prefix), through boto3.
+
+    ``client`` (a boto3 S3 client) replaces the one built from the other arguments; otherwise
+    each process makes its own client on first use (boto3 clients must not cross ``fork``).
+    ``access_key``/``secret_key`` default to boto3's credential chain (environment, profile,
+    instance role). With ``redirect``, :meth:`redirect_url` hands out presigned SigV4 URLs valid
+    for ``redirect_expires`` seconds. ``part_size`` is the multipart part size (at least 5 MiB),
+    recorded in each upload so hosts with other settings continue it correctly; blobs can be up
+    to 10,000 parts long. Copies of committed blobs above ``copy_threshold`` bytes run as
+    multipart copies of ``copy_part_size`` ranges.
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        access_key: str | None = None,
+        secret_key: str | None = None,
+        session_token: str | None = None,
+        client: Any = None,
+        redirect: bool = False,
+        redirect_expires: int = 1200,
+        part_size: int = 8 * MiB,
+        copy_threshold: int = MAX_COPY_SIZE,
+        copy_part_size: int = 512 * MiB,
+        copy_concurrency: int = 4,
+        max_pool_connections: int = 32,
+    ) -> None:
+        if not bucket:
+            raise ValueError("an S3 bucket name is required")
+        if part_size < MIN_PART_SIZE:
+            raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes (S3's minimum)")
+        if not MIN_PART_SIZE <= copy_part_size <= MAX_COPY_SIZE:
+            raise ValueError("copy_part_size must be between 5 MiB and 5 GiB")
+        if not 0 < copy_threshold <= MAX_COPY_SIZE:
+            raise ValueError("copy_threshold must be positive and at most 5 GiB")
+        prefix = prefix.strip("/")
+        if prefix:
+            check_key(prefix)
+            prefix += "/"
+        self.bucket = bucket
+        self.prefix = prefix
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self.redirect = redirect
+        self.redirect_expires = redirect_expires
+        self.part_size = part_size
+        self.copy_threshold = copy_threshold
+        self.copy_part_size = copy_part_size
+        self.copy_concurrency = max(1, copy_concurrency)
+        self._credentials = (access_key, secret_key, session_token)
+        self._max_pool_connections = max_pool_connections
+        self._given_client = client
+        self._client_lock = threading.Lock()
+        self._client_pid = -1
+        self._own_client: Any = None
+
+    # -- the client -------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        """The boto3 S3 client of this process."""
+        if self._given_client is not None:
+            return self._given_client
+        pid = os.getpid()
+        if self._client_pid != pid:
+            with self._client_lock:
+                if self._client_pid != pid:
+                    self._own_client = self._make_client()
+                    self._client_pid = pid
+        return self._own_client
+
+    def _make_client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        access_key, secret_key, session_token = self._credentials
+        config = Config(
+            signature_version="s3v4",
+            # Path-style addressing works on every S3-compatible store; AWS picks its own.
+            s3={"addressing_style": "path"} if self.endpoint_url else {},
+            retries={"max_attempts": 5, "mode": "standard"},
+            connect_timeout=10,
+            read_timeout=300,
+            max_pool_connections=self._max_pool_connections,
+            # Extra checksums only where S3 requires them: many S3-compatible stores reject
+            # the newer default trailing checksums.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            aws_session_token=session_token,
+            config=config,
+        )
+
+    def close(self) -> None:
+        with self._client_lock:
+            client, self._own_client, self._client_pid = self._own_client, None, -1
+        if client is not None and hasattr(client, "close"):
+            client.close()
+
+    # -- keys -------------------------------------------------------------------------------
+
+    def _key(self, key: str) -> str:
+        return self.prefix + check_key(key)
+
+    def _upload_prefix(self, upload_id: str) -> str:
+        return f"{self.prefix}{_UPLOADS}{check_upload_id(upload_id)}/"
+
+    def _state_key(self, upload_id: str, size: int) -> str:
+        return f"{self._upload_prefix(upload_id)}state/{size:020d}"
+
+    # -- objects ----------------------------------------------------------------------------
+
+    def read(self, key: str) -> bytes:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as exc:
+            raise _not_found(exc, key) from None
+        with response["Body"] as body:
+            return body.read()
+
+    def write(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=bytes(data))
+
+    def size(self, key: str) -> int:
+        return self._head(self._key(key), key)
+
+    def _head(self, s3_key: str, key: str) -> int:
+        try:
+            response = self.client.head_object(Bucket=self.bucket, Key=s3_key)
+        except Exception as exc:
+            raise _not_found(exc, key) from None
+        return int(response["ContentLength"])
+
+    def open(self, key: str, offset: int = 0) -> BlobReader:
+        s3_key = self._key(key)
+        arguments: dict[str, Any] = {"Bucket": self.bucket, "Key": s3_key}
+        if offset:
+            arguments["Range"] = f"bytes={offset}-"
+        try:
+            response = self.client.get_object(**arguments)
+        except Exception as exc:
+            if _code(exc) != "InvalidRange":
+                raise _not_found(exc, key) from None
+            self._head(s3_key, key)  # KeyNotFound if it is missing, else: offset is past the end
+            return io.BytesIO(b"")
+        return _Reader(response["Body"])
+
+    def delete(self, key: str) -> bool:
+        s3_key = self._key(key)
+        try:
+            self._head(s3_key, key)
+        except KeyNotFound:
+            return False
+        self.client.delete_object(Bucket=self.bucket, Key=s3_key)
+        return True
+
+    def list(self, prefix: str, *, start_after: str | None = None) -> Iterator[str]:
+        if prefix:
+            if not prefix.endswith("/"):
+                raise ValueError("list() prefix must end in '/'")
+            check_key(prefix[:-1])
+        return self._walk(self.prefix + prefix, "", start_after)
+
+    def _walk(self, level: str, relative: str, start_after: str | None) -> Iterator[str]:
+        """Keys below ``level`` (an S3 prefix), in byte order, one delimited level at a time.
+
+        Some stores (SeaweedFS) list folders depth-first, so a flat listing puts ``a/b`` before
+        ``a-b``; listing one level with a delimiter and merging files with folders as ``name/``
+        gives the protocol's order everywhere. The ``heap`` holds entries the listing has shown
+        until no later entry can sort before them.
+        """
+        heap: list[str] = []
+        for name in self._level(level, start_after):
+            while heap and heap[0] < name.rstrip("/"):
+                yield from self._emit(heappop(heap), level, relative, start_after)
+            if not relative and name == _UPLOADS:
+                continue
+            heappush(heap, name)
+        while heap:
+            yield from self._emit(heappop(heap), level, relative, start_after)
+
+    def _emit(
+        self, name: str, level: str, relative: str, start_after: str | None
+    ) -> Iterator[str]:
+        if not name.endswith("/"):
+            if start_after is None or name > start_after:
+                yield relative + name
+            return
+        if start_after is None or name > start_after:
+            yield from self._walk(level + name, relative + name, None)
+        elif start_after.startswith(name):
+            yield from self._walk(level + name, relative + name, start_after[len(name) :])
+
+    def _level(self, level: str, start_after: str | None) -> Iterator[str]:
+        """Names directly below ``level``: files as ``name``, folders as ``name/``."""
+        arguments: dict[str, Any] = {"Bucket": self.bucket, "Prefix": level, "Delimiter": "/"}
+        server_start = _safe_start_after(start_after)
+        if server_start:
+            arguments["StartAfter"] = level + server_start
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(**arguments):
+            entries = [item["Key"] for item in page.get("Contents", ())]
+            entries += [item["Prefix"] for item in page.get("CommonPrefixes", ())]
+            # Within one page the two kinds come separately; order them by bare name.
+            for entry in sorted((e[len(level) :] for e in entries), key=lambda e: e.rstrip("/")):
+                if entry and entry != "/":
+                    yield entry
+
+    # -- uploads ----------------------------------------------------------------------------
+
+    def create_upload(self, upload_id: str) -> None:
+        self._put_state(upload_id, _State(part_size=self.part_size))
+
+    def _put_state(self, upload_id: str, state: _State) -> None:
+        self.client.put_object(
+            Bucket=self.bucket, Key=self._state_key(upload_id, state.size), Body=state.to_json()
+        )
+
+    def _state(self, upload_id: str, size: int) -> _State:
+        """The upload's layout at ``size``: KeyNotFound without the upload, else a mismatch."""
+        try:
+            response = self.client.get_object(
+                Bucket=self.bucket, Key=self._state_key(upload_id, size)
+            )
+        except Exception as exc:
+            error = _not_found(exc, upload_id)
+            if size and isinstance(error, KeyNotFound):
+                try:
+                    self._head(self._state_key(upload_id, 0), upload_id)
+                except KeyNotFound:
+                    raise error from None
+                raise UploadOffsetMismatch(
+                    f"upload {upload_id} has no recorded state at offset {size}"
+                ) from None
+            raise error from None
+        with response["Body"] as body:
+            return _State.from_json(body.read())
+
+    def write_upload(self, upload_id: str, offset: int, chunks: Iterable[bytes]) -> int:
+        state = self._state(upload_id, offset)
+        part_size = state.part_size
+        etags = list(state.etags)
+        multipart_id = state.multipart_id
+        buffer: bytearray | None = None  # the bytes after the last full part, once needed
+        written = 0
+        for chunk in chunks:
+            if not chunk:
+                continue
+            if buffer is None:
+                buffer = bytearray(self._read_tail(state))
+            view = memoryview(chunk)
+            while view:
+                taken = view[: part_size - len(buffer)]
+                buffer += taken
+                view = view[len(taken) :]
+                written += len(taken)
+                if len(buffer) == part_size:
+                    if multipart_id is None:
+                        multipart_id = self._start_multipart(upload_id)
+                    etags.append(self._upload_part(upload_id, multipart_id, len(etags) + 1, buffer))
+                    buffer.clear()
+        if buffer is None:
+            return offset  # nothing new: the state at ``offset`` stays the current one
+        size = offset + written
+        tail = None
+        if buffer:
+            tail = f"{self._upload_prefix(upload_id)}tail/{size:020d}-{secrets.token_hex(6)}"
+            self.client.put_object(Bucket=self.bucket, Key=tail, Body=bytes(buffer))
+        self._put_state(
+            upload_id,
+            _State(part_size=part_size, size=size, multipart_id=multipart_id, etags=etags, tail=tail),
+        )
+        return size
+
+    def _read_tail(self, state: _State) -> bytes:
+        if state.tail is None:
+            return b""
+        response = self.client.get_object(Bucket=self.bucket, Key=state.tail)
+        with response["Body"] as body:
+            data = body.read()
+        if len(data) != state.tail_size:
+            raise StorageError(f"upload tail {state.tail} has {len(data)} bytes, expected {state.tail_size}")
+        return data
+
+    def _start_multipart(self, upload_id: str) -> str:
+        response = self.client.create_multipart_upload(
+            Bucket=self.bucket, Key=self._upload_prefix(upload_id) + "data"
+        )
+        return str(response["UploadId"])
+
+    def _upload_part(self, upload_id: str, multipart_id: str, number: int, data: bytearray) -> str:
+        if number > MAX_PARTS:
+            raise StorageError(
+                f"upload {upload_id} exceeds {MAX_PARTS} parts of {len(data)} bytes; "
+                "raise part_size for larger blobs"
+            )
+        try:
+            response = self.client.upload_part(
+                Bucket=self.bucket,
+                Key=self._upload_prefix(upload_id) + "data",
+                UploadId=multipart_id,
+                PartNumber=number,
+                Body=data,
+            )
+        except Exception as exc:
+            raise _not_found(exc, upload_id) from None
+        return str(response["ETag"])
+
+    def commit_upload(self, upload_id: str, key: str, size: int) -> None:
+        target = self._key(key)
+        state = self._state(upload_id, size)
+        if not state.etags:
+            if state.tail is None:
+                self.client.put_object(Bucket=self.bucket, Key=target, Body=b"")
+            else:
+                self._copy(state.tail, target, size)
+        else:
+            staging = self._upload_prefix(upload_id) + "data"
+            parts = [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(state.etags, 1)]
+            if state.tail is not None:
+                response = self.client.upload_part_copy(
+                    Bucket=self.bucket,
+                    Key=staging,
+                    UploadId=state.multipart_id,
+                    PartNumber=len(parts) + 1,
+                    CopySource={"Bucket": self.bucket, "Key": state.tail},
+                )
+                parts.append(
+                    {"PartNumber": len(parts) + 1, "ETag": response["CopyPartResult"]["ETag"]}
+                )
+            try:
+                self.client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=staging,
+                    UploadId=state.multipart_id,
+                    MultipartUpload={"Parts": parts},
+                )
+            except Exception as exc:
+                if _code(exc) == "InvalidPart":
+                    raise UploadOffsetMismatch(
+                        f"upload {upload_id} was rewritten after offset {size}"
+                    ) from None
+                raise _not_found(exc, upload_id) from None
+            self._copy(staging, target, size)
+        self._drop_upload(upload_id)
+
+    def _copy(self, source: str, target: str, size: int) -> None:
+        """Copy ``source`` to ``target`` inside the bucket, without the bytes leaving S3."""
+        copy_source = {"Bucket": self.bucket, "Key": source}
+        if size <= self.copy_threshold:
+            self.client.copy_object(Bucket=self.bucket, Key=target, CopySource=copy_source)
+            return
+        part = max(self.copy_part_size, -(-size // MAX_PARTS))
+        ranges = [(start, min(start + part, size) - 1) for start in range(0, size, part)]
+        multipart_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=target)[
+            "UploadId"
+        ]
+
+        def copy_part(numbered: tuple[int, tuple[int, int]]) -> dict[str, Any]:
+            number, (first, last) = numbered
+            response = self.client.upload_part_copy(
+                Bucket=self.bucket,
+                Key=target,
+                UploadId=multipart_id,
+                PartNumber=number,
+                CopySource=copy_source,
+                CopySourceRange=f"bytes={first}-{last}",
+            )
+            return {"PartNumber": number, "ETag": response["CopyPartResult"]["ETag"]}
+
+        try:
+            with ThreadPoolExecutor(min(self.copy_concurrency, len(ranges))) as pool:
+                parts = list(pool.map(copy_part, enumerate(ranges, 1)))
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=target,
+                UploadId=multipart_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except BaseException:
+            self.client.abort_multipart_upload(
+                Bucket=self.bucket, Key=target, UploadId=multipart_id
+            )
+            raise
+
+    def abort_upload(self, upload_id: str) -> None:
+        self._drop_upload(upload_id)
+
+    def _drop_upload(self, upload_id: str) -> None:
+        """Abort the upload's multipart uploads, then delete its objects (state last)."""
+        prefix = self._upload_prefix(upload_id)
+        for multipart in self._multipart_uploads(prefix):
+            self._abort_multipart(multipart["Key"], multipart["UploadId"])
+        keys = [item["Key"] for item in self._objects(prefix)]
+        # State objects go last: while one is left, the upload still "exists" for a retry.
+        keys.sort(key=lambda k: (k.startswith(prefix + "state/"), k))
+        for start in range(0, len(keys), 1000):
+            batch = keys[start : start + 1000]
+            self.client.delete_objects(
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True},
+            )
+
+    def _abort_multipart(self, key: str, multipart_id: str) -> None:
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=multipart_id)
+        except Exception as exc:
+            if _code(exc) not in _MISSING:
+                raise
+
+    def _objects(self, prefix: str) -> Iterator[dict[str, Any]]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            yield from page.get("Contents", ())
+
+    def _multipart_uploads(self, prefix: str) -> Iterator[dict[str, Any]]:
+        paginator = self.client.get_paginator("list_multipart_uploads")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+            yield from page.get("Uploads", ())
+
+    # -- stale uploads ----------------------------------------------------------------------
+
+    def list_uploads(self) -> Iterator[UploadInfo]:
+        """Every upload in the bucket with its last activity, including orphaned multipart ones."""
+        root = self.prefix + _UPLOADS
+        seen: dict[str, datetime] = {}
+        multipart: dict[str, list[str]] = {}
+        for item in self._objects(root):
+            upload_id = item["Key"][len(root) :].split("/", 1)[0]
+            modified = item["LastModified"]
+            if upload_id not in seen or modified > seen[upload_id]:
+                seen[upload_id] = modified
+        for upload in self._multipart_uploads(root):
+            upload_id = upload["Key"][len(root) :].split("/", 1)[0]
+            multipart.setdefault(upload_id, []).append(upload["UploadId"])
+            started = upload["Initiated"]
+            if upload_id not in seen or started > seen[upload_id]:
+                seen[upload_id] = started
+        for upload_id in sorted(seen):
+            yield UploadInfo(upload_id, seen[upload_id], tuple(multipart.get(upload_id, ())))
+
+    def purge_uploads(self, older_than: timedelta, *, now: datetime | None = None) -> list[str]:
+        """Abort the uploads untouched for ``older_than``; return their identifiers."""
+        cutoff = (now or datetime.now(timezone.utc)) - older_than
+        purged = []
+        for info in self.list_uploads():
+            if info.last_modified < cutoff:
+                try:
+                    self._drop_upload(info.upload_id)
+                except ValueError:  # not an identifier this backend made (InvalidKey)
+                    continue
+                purged.append(info.upload_id)
+        return purged
+
+    # -- redirects --------------------------------------------------------------------------
+
+    def redirect_url(self, key: str, *, method: str = "GET") -> str | None:
+        if not self.redirect:
+            return None
+        operation = {"GET": "get_object", "HEAD": "head_object"}.get(method.upper())
+        if operation is None:
+            return None
+        return str(
+            self.client.generate_presigned_url(
+                operation,
+                Params={"Bucket": self.bucket, "Key": self._key(key)},
+                ExpiresIn=self.redirect_expires,
+                HttpMethod=method.upper(),
+            )
+        )
+
+
+def _code(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code"))
+    return None
+
+
+def _not_found(exc: Exception, name: str) -> Exception:
+    """``KeyNotFound`` for S3's missing-object errors, else ``exc`` itself."""
+    if _code(exc) in _MISSING:
+        return KeyNotFound(name)
+    return exc
+
+
+def _safe_start_after(start_after: str | None) -> str | None:
+    """A server-side ``StartAfter`` for one level that cannot skip what the byte order keeps.
+
+    Stores that order folders by bare name skip folder ``a`` for a ``StartAfter`` of ``a-b``,
+    though ``a/...`` sorts after ``a-b``; cutting the marker before its first character that
+    sorts below ``/`` (and one more, so the folder named by it is kept) avoids that. The
+    caller filters the rest exactly.
+    """
+    if not start_after:
+        return None
+    component = start_after.split("/", 1)[0]
+    for index, char in enumerate(component):
+        if char < "/":
+            component = component[:index]
+            break
+    return component[:-1] or None
