@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import binascii
+import logging
+from base64 import b64decode
 from typing import Callable, Sequence
 
 from werkzeug.wrappers import Request
@@ -9,10 +12,47 @@ from werkzeug.wrappers import Request
 from ..errors import Denied, Unauthorized
 from .base import Access, AccessPolicy
 
-__all__ = ["BasicAuth", "AllowAuthenticated"]
+__all__ = [
+    "BasicAuth",
+    "AllowAuthenticated",
+    "MalformedCredentials",
+    "PasswordCheck",
+    "parse_basic_credentials",
+]
 
 #: ``verify(username, password)`` returns an identity, or ``None`` when the pair is wrong.
 PasswordCheck = Callable[[str, str], object]
+
+#: Longest ``Authorization`` header value looked at; longer ones are refused unread.
+MAX_CREDENTIALS = 8192
+
+
+class MalformedCredentials(ValueError):
+    """An ``Authorization: Basic`` header that is not base64 of UTF-8 ``user:password``."""
+
+
+def parse_basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """``(username, password)`` of a ``Basic`` header; ``None`` when it is absent or not Basic.
+
+    Raises :class:`MalformedCredentials` for a Basic header that cannot be decoded (bad base64,
+    non-UTF-8, no colon, empty user name) so that callers answer 401 instead of guessing.
+    """
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    value = value.strip()
+    if not value or len(value) > MAX_CREDENTIALS:
+        raise MalformedCredentials("empty or oversized Basic credentials")
+    try:
+        decoded = b64decode(value.encode("ascii"), validate=True).decode("utf-8")
+    except (UnicodeError, binascii.Error, ValueError) as exc:
+        raise MalformedCredentials("Basic credentials are not base64 of UTF-8 text") from exc
+    username, colon, password = decoded.partition(":")
+    if not colon or not username:
+        raise MalformedCredentials("Basic credentials have no user name")
+    return username, password
 
 
 class AllowAuthenticated:
@@ -37,15 +77,23 @@ class BasicAuth:
     ) -> None:
         self.verify = verify
         self.policy: AccessPolicy = policy or AllowAuthenticated()
-        self.challenge = f'Basic realm="{realm}"'
+        self.challenge = 'Basic realm="{}"'.format(realm.replace("\\", "\\\\").replace('"', '\\"'))
+        self.log = logging.getLogger(__name__)
 
     def authenticate(self, request: Request) -> object:
         """Return the identity of the request's credentials, ``None`` if it has none."""
-        credentials = request.authorization
-        if credentials is None or credentials.type != "basic":
+        try:
+            credentials = parse_basic_credentials(request.headers.get("Authorization"))
+        except MalformedCredentials as exc:
+            self.log.info("refused malformed Basic credentials from %s: %s", request.remote_addr, exc)
+            raise Unauthorized(message="malformed credentials", challenge=self.challenge) from None
+        if credentials is None:
             return None
-        identity = self.verify(credentials.username or "", credentials.password or "")
+        identity = self.verify(*credentials)
         if identity is None:
+            self.log.info(
+                "refused credentials of user %r from %s", credentials[0], request.remote_addr
+            )
             raise Unauthorized(message="invalid username or password", challenge=self.challenge)
         return identity
 
