@@ -8,6 +8,7 @@ references are to ``oci-distribution-spec.md`` (OCI Distribution Spec v1.1) in
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 from typing import Any, Callable
@@ -17,9 +18,14 @@ import pytest
 from tests.support.clients import ClientError, Skopeo, requests_in
 from tests.support.oci_images import (
     OCI_INDEX,
+    OCI_LAYER_GZIP,
     OCI_MANIFEST,
     OciImage,
     assert_same_image,
+    build_multiplatform_image,
+    read_blob,
+    resolve_tag,
+    sha256_digest,
 )
 from tests.support.servers import RegistryServer
 from tests.support.tools import require_tool
@@ -187,6 +193,33 @@ def test_copy_all_as_docker_schema2(pushed: str, oci_image: OciImage, skopeo: Sk
         child_raw = skopeo.inspect_raw(skopeo.docker(target, child["digest"]))
         assert len(child_raw) == child["size"]
         assert json.loads(child_raw)["mediaType"] == child["mediaType"]
+
+
+def test_push_compressing_on_the_fly(registry: RegistryServer, skopeo: Skopeo, tmp_path: Path) -> None:
+    """Layers compressed while pushed arrive as PATCH bodies of unknown length, and survive intact.
+
+    With ``--dest-compress`` skopeo gzips plain ``tar`` layers on the fly, so it does not know
+    their size: it sends each ``PATCH`` with ``Transfer-Encoding: chunked`` and no
+    ``Content-Length`` (seen with skopeo 1.9.3), then ``PUT ?digest=``. Spec "Pushing a blob in
+    chunks" / streamed upload; the pushed index, with new digests, must then pull back intact and
+    every layer must decompress to the tar whose digest is its config's ``diff_id``.
+    """
+    plain = build_multiplatform_image(tmp_path / "plain", "v1", seed=101, compress_layers=False)
+    skopeo.copy("--all", "--dest-compress", plain.reference, skopeo.docker("e2e/compressed", "v1"))
+    raw_index = skopeo.inspect_raw(skopeo.docker("e2e/compressed", "v1"))
+    assert raw_index != plain.blob_bytes(plain.index.digest), "skopeo did not rewrite the index"
+    skopeo.copy("--all", "--preserve-digests", skopeo.docker("e2e/compressed", "v1"), f"oci:{tmp_path / 'back'}:v1")
+    back = tmp_path / "back"
+    assert read_blob(back, resolve_tag(back, "v1")["digest"]) == raw_index
+    for child in json.loads(raw_index)["manifests"]:
+        manifest = json.loads(read_blob(back, child["digest"]))
+        config = json.loads(read_blob(back, manifest["config"]["digest"]))
+        platform = f"{config['os']}/{config['architecture']}"
+        originals = [layer.digest for layer in plain.layers[platform]]
+        assert config["rootfs"]["diff_ids"] == originals
+        for layer, original in zip(manifest["layers"], originals):
+            assert layer["mediaType"] == OCI_LAYER_GZIP
+            assert sha256_digest(gzip.decompress(read_blob(back, layer["digest"]))) == original
 
 
 def test_console_script_on_empty_folder_round_trips(oci_image: OciImage, tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ __all__ = [
     "OCI_MANIFEST",
     "OCI_CONFIG",
     "OCI_LAYER_GZIP",
+    "OCI_LAYER_TAR",
     "OCI_EMPTY",
     "Descriptor",
     "OciImage",
@@ -51,6 +52,7 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+OCI_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"
 REF_NAME = "org.opencontainers.image.ref.name"
 FIXED_MTIME = 1_700_000_000  # 2023-11-14, any constant will do
@@ -128,12 +130,14 @@ class OciImage:
         return self.blob_path(digest).read_bytes()
 
 
-def make_tar_gz(files: Mapping[str, bytes], *, mtime: int = FIXED_MTIME) -> tuple[bytes, str]:
+def make_tar_gz(files: Mapping[str, bytes], *, mtime: int = FIXED_MTIME,
+                compress: bool = True) -> tuple[bytes, str]:
     """Return ``(gzip bytes, diff_id)`` of a tar of ``files`` (path -> content), deterministically.
 
     Members are sorted, owned by 0:0 with mode 0644 and ``mtime``; directories implied by the
     paths are added first with mode 0755. The gzip header carries mtime 0 and no file name.
     ``diff_id`` is the sha256 digest of the uncompressed tar (config spec, ``rootfs.diff_ids``).
+    With ``compress=False`` the first item is the plain tar (its digest is then the diff_id).
     """
     raw = io.BytesIO()
     directories: set[str] = set()
@@ -156,6 +160,8 @@ def make_tar_gz(files: Mapping[str, bytes], *, mtime: int = FIXED_MTIME) -> tupl
             info.mtime = mtime
             tar.addfile(info, io.BytesIO(data))
     tar_bytes = raw.getvalue()
+    if not compress:
+        return tar_bytes, sha256_digest(tar_bytes)
     compressed = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=compressed, mtime=0, compresslevel=6) as gz:
         gz.write(tar_bytes)
@@ -198,6 +204,7 @@ def build_multiplatform_image(
     big_layer_size: int = 3 * 1024 * 1024 + 12345,
     platforms: Iterable[tuple[str, str]] = (("linux", "amd64"), ("linux", "arm64")),
     index_annotations: Mapping[str, str] | None = None,
+    compress_layers: bool = True,
 ) -> OciImage:
     """Write an OCI image layout at ``path`` holding one multi-platform image tagged ``tag``.
 
@@ -206,7 +213,8 @@ def build_multiplatform_image(
     matching its layers) and two ``tar+gzip`` layers (a small one, and one of about
     ``big_layer_size`` pseudo-random bytes). The layout's ``index.json`` points at the index
     with the ``org.opencontainers.image.ref.name`` annotation ``tag`` (image-layout spec,
-    "index.json file"). Same arguments, same bytes.
+    "index.json file"). ``compress_layers=False`` writes plain ``tar`` layers instead (so that a
+    client compressing on the fly pushes bodies of unknown length). Same arguments, same bytes.
     """
     root = Path(path)
     root.mkdir(parents=True, exist_ok=True)
@@ -219,8 +227,8 @@ def build_multiplatform_image(
         layer_descriptors: list[Descriptor] = []
         diff_ids: list[str] = []
         for files in _platform_files(arch, seed, big_layer_size):
-            blob, diff_id = make_tar_gz(files)
-            layer_descriptors.append(writer.put(OCI_LAYER_GZIP, blob))
+            blob, diff_id = make_tar_gz(files, compress=compress_layers)
+            layer_descriptors.append(writer.put(OCI_LAYER_GZIP if compress_layers else OCI_LAYER_TAR, blob))
             diff_ids.append(diff_id)
         config = {
             "architecture": arch,
