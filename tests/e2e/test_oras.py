@@ -156,3 +156,40 @@ def test_delete_tag(oras_client: OrasClient, tmp_path: Path) -> None:
     assert response.status_code == 404
     assert response.json()["errors"][0]["code"] == "MANIFEST_UNKNOWN"
     assert oras_client.client.get_tags(oras_client.target("oras/delete", "keep")) == ["keep"]
+
+
+def test_referrer_pushed_before_its_subject_and_deleted(oras_client: OrasClient, tmp_path: Path) -> None:
+    """A referrer may come before its subject, and leaves the referrers list when deleted.
+
+    Spec "Pushing Manifests" (a registry MUST accept a manifest whose ``subject`` does not exist
+    yet, "allowing clients to push a manifest and referrers to that manifest in either order")
+    and "Listing Referrers" (descriptors of the manifests in ``<name>`` with that subject: a
+    deleted manifest is no longer one).
+    """
+    import oras.oci
+
+    repository = "oras/referrer-first"
+    subject_files = make_artifact_files(tmp_path / "subject", seed=21)
+    # Predict the subject manifest's digest: push it to another repository first (same bytes).
+    _push(oras_client, "oras/referrer-first-twin", "v1", subject_files.paths)
+    subject_raw, subject_digest = _manifest(oras_client, "oras/referrer-first-twin", "v1")
+    subject = oras.oci.Subject(mediaType=OCI_MANIFEST, digest=subject_digest, size=len(subject_raw))
+
+    config = tmp_path / "config.json"
+    config.write_bytes(b'{"kind":"early"}')
+    early = _push(oras_client, repository, "early", make_artifact_files(tmp_path / "early", seed=22).paths,
+                  subject=subject, manifest_config=f"{config}:{SBOM_TYPE}")
+    assert early.headers.get("OCI-Subject") == subject_digest
+    early_digest = early.headers["Docker-Content-Digest"]
+    listed = _referrers(oras_client, repository, subject_digest)
+    assert listed.status_code == 200, listed.text
+    assert [d["digest"] for d in listed.json()["manifests"]] == [early_digest]
+
+    _push(oras_client, repository, "v1", subject_files.paths)
+    assert _manifest(oras_client, repository, "v1") == (subject_raw, subject_digest)
+    assert [d["digest"] for d in _referrers(oras_client, repository, subject_digest).json()["manifests"]] == [early_digest]
+
+    assert oras_client.client.delete_tag(oras_client.target(repository, "early"), "early") is True
+    after = _referrers(oras_client, repository, subject_digest)
+    assert after.status_code == 200, after.text
+    assert after.json()["manifests"] == []
