@@ -187,7 +187,7 @@ def _platform_files(arch: str, seed: int, big_layer_size: int) -> list[dict[str,
     """The files of each layer of one platform: a small text layer and a pseudo-random one."""
     rng = random.Random(f"{seed}-{arch}")
     base = {
-        "etc/os-release": f'NAME="docker-registry-wsgi test image"\nARCH="{arch}"\n'.encode(),
+        "etc/os-release": f'NAME="docker-registry-wsgi test image"\nARCH="{arch}"\nSEED="{seed}"\n'.encode(),
         "usr/share/doc/README": b"Built offline by tests/support/oci_images.py\n" * 20,
     }
     # Random bytes do not compress: the gzip layer stays about big_layer_size, so uploads of
