@@ -7,7 +7,6 @@ log written during that test, and every client command with its output, in its r
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
