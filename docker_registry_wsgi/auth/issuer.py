@@ -1,0 +1,280 @@
+"""The token issuer: a WSGI app implementing the token endpoint of the Docker token auth spec.
+
+``GET ?service=&scope=&account=`` with optional Basic credentials (docker-token-auth-token.md,
+"Requesting a Token") and the OAuth2 ``POST`` form with the ``password`` and ``refresh_token``
+grants (docker-token-auth-oauth.md). The issuer authenticates the caller with any
+``verify(username, password)`` callable (e.g. :meth:`HtpasswdFile.verify`), grants the
+intersection of what was asked and what the :class:`AccessPolicy` allows (never an error,
+as the spec says: the registry refuses later), and signs a JWT the registry's
+:class:`~docker_registry_wsgi.auth.token.TokenAuth` verifies.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Mapping
+
+import jwt
+from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Request, Response
+
+from .base import Access, AccessPolicy
+from .basic import AllowAuthenticated, MalformedCredentials, PasswordCheck, parse_basic_credentials
+from .scope import ScopeError, format_scopes, parse_scopes
+from .token import REFRESH_TOKEN_USE, PrivateKey, key_id, signing_algorithm
+
+__all__ = ["TokenIssuer"]
+
+#: The spec: "a token should never be returned with less than 60 seconds to live".
+MIN_EXPIRES_IN = 60
+MAX_FORM_SIZE = 64 * 1024
+
+StartResponse = Callable[..., Any]
+
+
+class _Refused(Exception):
+    """An error response of the token endpoint, OAuth2 style (RFC 6749 section 5.2)."""
+
+    def __init__(self, status: int, error: str, description: str, challenge: str | None = None):
+        super().__init__(description)
+        self.status, self.error, self.description, self.challenge = status, error, description, challenge
+
+
+class TokenIssuer:
+    """WSGI app serving the token endpoint; mount it where ``TokenAuth.realm`` points.
+
+    ``service`` is the audience the issuer signs for (one or several names); ``issuer`` is
+    its ``iss``. ``user_exists`` (e.g. ``name in htpasswd_file``) lets refresh tokens of
+    removed users be refused. Refresh tokens are JWTs of their own kind (``token_use``
+    ``refresh``, audience the issuer) that the registry never accepts as access tokens.
+    """
+
+    def __init__(
+        self,
+        private_key: PrivateKey,
+        *,
+        issuer: str,
+        service: str | Iterable[str],
+        verify: PasswordCheck,
+        policy: AccessPolicy | None = None,
+        expires_in: int = 300,
+        refresh_expires_in: int = 30 * 86400,
+        user_exists: Callable[[str], bool] | None = None,
+        realm: str = "docker-registry-wsgi token issuer",
+        clock: Callable[[], float] = time.time,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.private_key = private_key
+        self.public_key = private_key.public_key()
+        self.algorithm = signing_algorithm(private_key)
+        self.kid = key_id(self.public_key)
+        self.issuer = issuer
+        self.services = frozenset({service} if isinstance(service, str) else service)
+        self.verify = verify
+        self.policy: AccessPolicy = policy or AllowAuthenticated()
+        self.expires_in = max(int(expires_in), MIN_EXPIRES_IN)
+        self.refresh_expires_in = int(refresh_expires_in)
+        self.user_exists = user_exists
+        self.challenge = 'Basic realm="{}"'.format(realm.replace("\\", "\\\\").replace('"', '\\"'))
+        self.clock = clock
+        self.log = logger or logging.getLogger(__name__)
+
+    # -- signing -------------------------------------------------------------------------
+
+    def grant(self, identity: object, requested: Iterable[Access]) -> list[Access]:
+        """What ``identity`` gets of ``requested``: the policy's intersection, empty ones dropped."""
+        granted = []
+        for access in requested:
+            actions = frozenset(self.policy.granted(identity, access)) & access.actions
+            if actions:
+                granted.append(Access(access.type, access.name, actions))
+        return granted
+
+    def _sign(self, claims: Mapping[str, Any]) -> str:
+        return jwt.encode(
+            dict(claims), self.private_key, algorithm=self.algorithm,
+            headers={"kid": self.kid, "typ": "JWT"},
+        )
+
+    def issue(self, subject: str, service: str, access: Iterable[Access]) -> tuple[str, int]:
+        """A signed access token for ``subject`` and its issue time (Unix seconds)."""
+        now = int(self.clock())
+        claims = {
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": service,
+            "exp": now + self.expires_in,
+            "nbf": now,
+            "iat": now,
+            "jti": secrets.token_urlsafe(18),
+            "access": [
+                {"type": a.type, "name": a.name, "actions": sorted(a.actions)} for a in access
+            ],
+        }
+        return self._sign(claims), now
+
+    def issue_refresh(self, subject: str, service: str) -> str:
+        """A refresh token: good at this issuer only, for ``subject`` and ``service``."""
+        now = int(self.clock())
+        return self._sign({
+            "iss": self.issuer, "sub": subject, "aud": self.issuer, "service": service,
+            "token_use": REFRESH_TOKEN_USE, "iat": now, "nbf": now,
+            "exp": now + self.refresh_expires_in, "jti": secrets.token_urlsafe(18),
+        })
+
+    def _refresh_subject(self, token: str, service: str) -> str:
+        try:
+            claims = jwt.decode(
+                token, self.public_key, algorithms=[self.algorithm], audience=self.issuer,
+                issuer=self.issuer, options={"require": ["exp", "sub"], "verify_exp": False,
+                                             "verify_nbf": False, "verify_iat": False},
+            )
+        except (jwt.PyJWTError, ValueError, TypeError):
+            raise _Refused(400, "invalid_grant", "invalid refresh token") from None
+        expires = claims.get("exp")
+        if (
+            claims.get("token_use") != REFRESH_TOKEN_USE
+            or not isinstance(expires, int)
+            or isinstance(expires, bool)
+            or self.clock() > expires
+        ):
+            raise _Refused(400, "invalid_grant", "invalid or expired refresh token")
+        if claims.get("service") != service:
+            raise _Refused(400, "invalid_grant", "refresh token is for another service")
+        subject = claims.get("sub")
+        if not isinstance(subject, str) or not subject:
+            raise _Refused(400, "invalid_grant", "invalid refresh token")
+        if self.user_exists is not None and not self.user_exists(subject):
+            raise _Refused(400, "invalid_grant", "the refresh token's user no longer exists")
+        return subject
+
+    # -- HTTP ----------------------------------------------------------------------------
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        request = Request(environ)
+        request.max_content_length = MAX_FORM_SIZE
+        request.max_form_memory_size = MAX_FORM_SIZE
+        try:
+            if request.path not in ("", "/"):
+                raise _Refused(404, "not_found", "no such endpoint")
+            if request.method == "GET":
+                response = self._get(request)
+            elif request.method == "POST":
+                response = self._post(request)
+            else:
+                raise _Refused(405, "invalid_request", "use GET or POST")
+        except _Refused as refused:
+            response = self._error(refused)
+            if refused.status == 405:
+                response.headers["Allow"] = "GET, POST"
+        except HTTPException as exc:  # e.g. a form over MAX_FORM_SIZE
+            response = self._error(_Refused(exc.code or 400, "invalid_request", str(exc.description)))
+        except Exception:  # never a traceback to a client: log it, answer 400/500 JSON
+            self.log.exception("token request failed")
+            response = self._error(_Refused(500, "server_error", "internal error"))
+        return response(environ, start_response)
+
+    def _error(self, refused: _Refused) -> Response:
+        response = self._json({"error": refused.error, "error_description": refused.description,
+                               "details": refused.description}, refused.status)
+        if refused.challenge:
+            response.headers["WWW-Authenticate"] = refused.challenge
+        return response
+
+    @staticmethod
+    def _json(document: Mapping[str, Any], status: int = 200) -> Response:
+        response = Response(json.dumps(document), status=status, content_type="application/json")
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Pragma"] = "no-cache"
+        return response
+
+    def _service(self, params: MultiDict[str, str]) -> str:
+        service = params.get("service", "")
+        if service not in self.services:
+            raise _Refused(400, "invalid_request", f"unknown service {service!r}")
+        return service
+
+    @staticmethod
+    def _scopes(values: list[str]) -> list[Access]:
+        try:
+            return parse_scopes(values)
+        except ScopeError as exc:
+            raise _Refused(400, "invalid_scope", str(exc)) from None
+
+    def _authenticate(self, username: str, password: str, request: Request) -> str:
+        identity = self.verify(username, password)
+        if identity is None:
+            self.log.info("token request: refused credentials of %r from %s", username,
+                          request.remote_addr)
+            raise _Refused(401, "invalid_client", "invalid username or password", self.challenge)
+        return username
+
+    def _token_response(
+        self, identity: str | None, service: str, requested: list[Access], refresh: str | None
+    ) -> Response:
+        granted = self.grant(identity, requested)
+        token, issued = self.issue(identity or "", service, granted)
+        self.log.info("issued token for %r on %s: %s", identity or "", service,
+                      format_scopes(granted) or "(no access)")
+        document: dict[str, Any] = {
+            "token": token,
+            "access_token": token,
+            "expires_in": self.expires_in,
+            "issued_at": datetime.fromtimestamp(issued, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "scope": format_scopes(granted),
+        }
+        if refresh is not None:
+            document["refresh_token"] = refresh
+        return self._json(document)
+
+    def _get(self, request: Request) -> Response:
+        params = request.args
+        service = self._service(params)
+        requested = self._scopes(params.getlist("scope"))
+        try:
+            credentials = parse_basic_credentials(request.headers.get("Authorization"))
+        except MalformedCredentials as exc:
+            raise _Refused(401, "invalid_client", str(exc), self.challenge) from None
+        identity = None
+        if credentials is not None:
+            identity = self._authenticate(*credentials, request)
+            account = params.get("account")
+            if account and account != identity:
+                raise _Refused(400, "invalid_request", "account does not match the credentials")
+        refresh = None
+        if identity is not None and params.get("offline_token", "").lower() == "true":
+            refresh = self.issue_refresh(identity, service)
+        return self._token_response(identity, service, requested, refresh)
+
+    def _post(self, request: Request) -> Response:
+        if request.mimetype != "application/x-www-form-urlencoded":
+            raise _Refused(400, "invalid_request", "send an application/x-www-form-urlencoded form")
+        form = request.form
+        service = self._service(form)
+        requested = self._scopes(form.getlist("scope"))
+        grant_type = form.get("grant_type", "")
+        if grant_type == "password":
+            username, password = form.get("username", ""), form.get("password", "")
+            if not username:
+                raise _Refused(400, "invalid_request", "the password grant needs a username")
+            identity = self.verify(username, password)
+            if identity is None:
+                self.log.info("token request: refused credentials of %r from %s", username,
+                              request.remote_addr)
+                raise _Refused(400, "invalid_grant", "invalid username or password")
+            refresh = (
+                self.issue_refresh(username, service)
+                if form.get("access_type") == "offline" else None
+            )
+            return self._token_response(username, service, requested, refresh)
+        if grant_type == "refresh_token":
+            token = form.get("refresh_token", "")
+            subject = self._refresh_subject(token, service)
+            return self._token_response(subject, service, requested, token)
+        raise _Refused(400, "unsupported_grant_type", f"unsupported grant_type {grant_type!r}")
+
