@@ -138,6 +138,15 @@ def build(namespace: argparse.Namespace) -> tuple[Auth | None, dict[str, WSGIApp
     Raises :class:`ConfigError` for an incomplete set-up (e.g. ``--auth htpasswd`` without
     ``--htpasswd``) so that the server fails at start, not on the first request.
     """
+    try:
+        return _build(namespace)
+    except ConfigError:
+        raise
+    except ValueError as exc:  # PolicyError, KeyFileError, ChallengeError: bad files or values
+        raise ConfigError(str(exc)) from None
+
+
+def _build(namespace: argparse.Namespace) -> tuple[Auth | None, dict[str, WSGIApp]]:
     scheme = getattr(namespace, "auth", None) or "none"
     if scheme == "none":
         if getattr(namespace, "access_rules", None):
@@ -179,14 +188,18 @@ def _build_token(namespace: argparse.Namespace) -> tuple[Auth, dict[str, WSGIApp
         htpasswd = _require(
             namespace, "--htpasswd", "for the built-in token issuer (--token-signing-key)"
         )
+        if not Path(htpasswd).is_file():
+            raise ConfigError(f"--htpasswd {htpasswd}: no such file")
         token_path = "/" + (getattr(namespace, "token_path", None) or "/token").strip("/")
         if token_path == "/" or token_path == "/v2" or token_path.startswith("/v2/"):
             raise ConfigError(f"--token-path {token_path} must be a path of its own, not / or /v2")
+        users = HtpasswdFile(htpasswd)
         apps[token_path] = TokenIssuer(
             private_key,
             issuer=issuer_name,
             service=service,
-            verify=HtpasswdFile(htpasswd).verify,
+            verify=users.verify,
+            user_exists=users.__contains__,
             policy=_policy(namespace),
             expires_in=int(getattr(namespace, "token_expiry", 300) or 300),
         )

@@ -1,0 +1,118 @@
+"""auth/config: the standalone server's auth options and what build() makes of them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import webtest
+
+from docker_registry_wsgi.auth.base import Access, AllowAll, ReadOnly
+from docker_registry_wsgi.auth.config import ConfigError, add_arguments, build
+from docker_registry_wsgi.auth.htpasswd import HtpasswdAuth
+from docker_registry_wsgi.auth.issuer import TokenIssuer
+from docker_registry_wsgi.auth.token import TokenAuth
+
+from .conftest import basic, bcrypt_line, make_request
+
+
+def parse(argv: list[str], environ: dict[str, str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, environ or {})
+    return parser.parse_args(argv)
+
+
+def test_defaults_are_no_auth() -> None:
+    ns = parse([])
+    assert ns.auth == "none" and ns.token_path == "/token"
+    auth, apps = build(ns)
+    assert isinstance(auth, AllowAll) and apps == {}
+
+
+def test_read_only() -> None:
+    auth, apps = build(parse(["--auth", "read-only"]))
+    assert isinstance(auth, ReadOnly) and apps == {}
+
+
+def test_environment_defaults(tmp_path: Path) -> None:
+    env = {"REGISTRY_AUTH": "htpasswd", "REGISTRY_HTPASSWD": "/x", "REGISTRY_TOKEN_SERVICE": "svc",
+           "REGISTRY_TOKEN_PATH": "/auth", "REGISTRY_TOKEN_PUBLIC_KEY": "/a.pem:/b.pem",
+           "REGISTRY_TOKEN_EXPIRY": "120"}
+    ns = parse([], env)
+    assert (ns.auth, ns.htpasswd, ns.token_service, ns.token_path, ns.token_expiry) == (
+        "htpasswd", "/x", "svc", "/auth", 120)
+    assert ns._token_public_key_env == ["/a.pem", "/b.pem"]
+    assert parse(["--auth", "none"], env).auth == "none"  # the command line wins
+
+
+def test_htpasswd_with_rules(htpasswd_path: Path, tmp_path: Path) -> None:
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"rules": [{"repositories": ["team/*"], "users": ["alice"], "actions": ["pull"]}]}))
+    auth, apps = build(parse(["--auth", "htpasswd", "--htpasswd", str(htpasswd_path), "--access-rules", str(rules)]))
+    assert isinstance(auth, HtpasswdAuth) and apps == {}
+    assert auth.authorize(make_request(basic("alice", "wonderland")), [Access.repository("team/a", "pull")]) == "alice"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--auth", "htpasswd"], "--htpasswd is required"),
+    (["--auth", "htpasswd", "--htpasswd", "/nonexistent"], "no such file"),
+    (["--access-rules", "x.json"], "needs --auth htpasswd"),
+    (["--auth", "token"], "--token-public-key"),
+    (["--auth", "token", "--token-public-key", "/nonexistent.pem"], "cannot read"),
+])
+def test_incomplete_set_ups_fail_at_start(argv: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build(parse(argv))
+
+
+def test_bad_rules_file_is_a_config_error(htpasswd_path: Path, tmp_path: Path) -> None:
+    rules = tmp_path / "rules.json"
+    rules.write_text('{"rules": [{"actions": ["fly"]}]}')
+    with pytest.raises(ConfigError, match="unknown action"):
+        build(parse(["--auth", "htpasswd", "--htpasswd", str(htpasswd_path), "--access-rules", str(rules)]))
+
+
+def test_token_with_external_issuer(write_key: Callable[..., Path], rsa_key: Any) -> None:
+    pem = write_key(rsa_key, "issuer.pem")
+    with pytest.raises(ConfigError, match="--token-realm"):
+        build(parse(["--auth", "token", "--token-public-key", str(pem)]))
+    auth, apps = build(parse(["--auth", "token", "--token-public-key", str(pem),
+                              "--token-realm", "https://auth.example/token"]))
+    assert isinstance(auth, TokenAuth) and apps == {} and auth.realm == "https://auth.example/token"
+
+
+def test_token_with_built_in_issuer(write_key: Callable[..., Path], ec_key: Any, htpasswd_path: Path) -> None:
+    key = write_key(ec_key, "signing.pem", private=True)
+    with pytest.raises(ConfigError, match="--htpasswd"):
+        build(parse(["--auth", "token", "--token-signing-key", str(key)]))
+    with pytest.raises(ConfigError, match="path of its own"):
+        build(parse(["--auth", "token", "--token-signing-key", str(key), "--htpasswd", str(htpasswd_path),
+                     "--token-path", "/v2/token"]))
+    auth, apps = build(parse(["--auth", "token", "--token-signing-key", str(key), "--htpasswd",
+                              str(htpasswd_path), "--token-service", "svc", "--token-path", "auth/"]))
+    assert isinstance(auth, TokenAuth) and auth.realm == "/auth" and auth.service == "svc"
+    issuer = apps["/auth"]
+    assert isinstance(issuer, TokenIssuer)
+    res = webtest.TestApp(issuer).get("/", {"service": "svc", "scope": "repository:a:pull"},
+                                      headers={"Authorization": basic("alice", "wonderland")})
+    identity = auth.identity(res.json["token"])
+    assert identity.subject == "alice" and identity.allows(Access.repository("a", "pull"))
+
+
+def test_signing_key_that_is_public(write_key: Callable[..., Path], ec_key: Any, htpasswd_path: Path) -> None:
+    key = write_key(ec_key, "signing.pem")
+    with pytest.raises(ConfigError, match="cannot load a private key"):
+        build(parse(["--auth", "token", "--token-signing-key", str(key), "--htpasswd", str(htpasswd_path)]))
+
+
+def test_help_mentions_every_environment_variable() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, {})
+    text = parser.format_help()
+    for name in ("REGISTRY_AUTH", "REGISTRY_HTPASSWD", "REGISTRY_ACCESS_RULES", "REGISTRY_TOKEN_REALM",
+                 "REGISTRY_TOKEN_SERVICE", "REGISTRY_TOKEN_ISSUER", "REGISTRY_TOKEN_PUBLIC_KEY",
+                 "REGISTRY_TOKEN_SIGNING_KEY", "REGISTRY_TOKEN_PATH"):
+        assert name in text
