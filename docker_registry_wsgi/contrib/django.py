@@ -20,11 +20,15 @@ In ``settings.py``::
         "ANONYMOUS_PULL": False,
         "REALM": "my site",
         "MAX_MANIFEST_SIZE": "4MiB",
+        "CREDENTIAL_CACHE_SECONDS": 60,              # 0: check every request's password
     }
 
 ``docker login`` takes a Django username and password, checked by
 :func:`django.contrib.auth.authenticate` (so every configured authentication backend applies,
-and inactive users are refused). A user may do what a permission (``user.has_perm``, which
+and inactive users are refused). Clients send the password with every request and Django's
+hashers are slow on purpose (about 2 s a check on a small machine), so a successful check is
+remembered for ``CREDENTIAL_CACHE_SECONDS`` (see :mod:`.credentials`); a password change, a
+deactivation or a permission change reaches a cached login when its entry expires. A user may do what a permission (``user.has_perm``, which
 covers permissions given through groups, and superusers) or a group membership grants;
 without ``PERMISSIONS`` and ``GROUPS`` only superusers may use the registry. ``POLICY`` (an
 import string of an :class:`~docker_registry_wsgi.auth.AccessPolicy` class, instantiated with
@@ -49,6 +53,7 @@ from ..auth.base import DELETE, PULL, PUSH, Access, AccessPolicy, Auth
 from ..auth.basic import BasicAuth
 from ..middleware import RegistryMiddleware, WSGIApp
 from . import ConfigurationError, build_registry
+from .credentials import CachedPasswordCheck
 
 __all__ = ["with_registry", "registry_from_settings", "DjangoUserPolicy", "django_auth", "check_password"]
 
@@ -92,7 +97,11 @@ def django_auth(config: Mapping[str, Any]) -> Auth:
             groups=config.get("GROUPS", {}),
             anonymous_pull=bool(config.get("ANONYMOUS_PULL", False)),
         )
-    return BasicAuth(check_password, policy=_ConnectionHygiene(policy), realm=config.get("REALM", "docker-registry-wsgi"))
+    verify: Any = check_password
+    ttl = float(config.get("CREDENTIAL_CACHE_SECONDS", 60))
+    if ttl > 0:
+        verify = CachedPasswordCheck(check_password, ttl=ttl)
+    return BasicAuth(verify, policy=_ConnectionHygiene(policy), realm=config.get("REALM", "docker-registry-wsgi"))
 
 
 def check_password(username: str, password: str) -> Any:

@@ -20,6 +20,7 @@ from typing import Any, Mapping
 from flask import Flask
 
 from docker_registry_wsgi.auth.basic import BasicAuth
+from docker_registry_wsgi.contrib.credentials import CachedPasswordCheck
 from docker_registry_wsgi.contrib.flask import DockerRegistry
 
 from . import users, views
@@ -42,8 +43,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     users.init_app(app)
     app.register_blueprint(views.pages)
-    # The site's own password check and roles decide who may pull and push.
-    registry.init_app(
-        app, auth=BasicAuth(users.check_password, policy=users.RolePolicy(), realm="flask site")
-    )
+    # The site's own password check and roles decide who may pull and push. Clients send the
+    # password with every request; remembering a good one for a minute spares the slow hash.
+    check = CachedPasswordCheck(users.check_password, ttl=60)
+    registry.init_app(app, auth=BasicAuth(check, policy=users.RolePolicy(), realm="flask site"))
     return app

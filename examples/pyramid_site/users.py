@@ -20,6 +20,7 @@ from typing import Any, Mapping
 
 from docker_registry_wsgi.auth.base import DELETE, PULL, PUSH, Access
 from docker_registry_wsgi.auth.basic import BasicAuth
+from docker_registry_wsgi.contrib.credentials import CachedPasswordCheck
 
 #: The registry actions each group grants.
 GROUP_ACTIONS: dict[str, frozenset[str]] = {
@@ -98,7 +99,8 @@ class GroupPolicy:
 def make_registry_auth(settings: Mapping[str, Any]) -> BasicAuth:
     """The registry's auth hook (``docker_registry.auth`` in ``site.ini``)."""
     store = UserStore(settings["site.users_file"])
-    return BasicAuth(store.check_password, policy=GroupPolicy(), realm="pyramid site")
+    # Clients send the password with every request; a good one is remembered for a minute.
+    return BasicAuth(CachedPasswordCheck(store.check_password, ttl=60), policy=GroupPolicy(), realm="pyramid site")
 
 
 def main(argv: list[str] | None = None) -> None:
