@@ -89,9 +89,9 @@ def parse_range_header(value: str, total: int) -> ByteRange | None:
             raise UnsatisfiableRange(value)
         return ByteRange(max(total - suffix, 0), total - 1)
     start = int(first)
-    end = int(last) if last else total - 1
-    if end < start:
+    if last and int(last) < start:
         return None  # RFC 9110 14.1.1: an invalid range-spec makes the header ignorable
     if start >= total:
         raise UnsatisfiableRange(value)
+    end = int(last) if last else total - 1
     return ByteRange(start, min(end, total - 1))
