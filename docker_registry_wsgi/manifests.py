@@ -112,6 +112,8 @@ def parse_manifest(body: bytes, content_type: str | None) -> Manifest:
         document = json.loads(body)
     except (UnicodeDecodeError, ValueError):
         raise ManifestInvalid(message="manifest is not valid JSON") from None
+    except RecursionError:
+        raise ManifestInvalid(message="manifest JSON is nested too deeply") from None
     if not isinstance(document, dict):
         raise ManifestInvalid(message="manifest is not a JSON object")
     declared = document.get("mediaType")
