@@ -11,15 +11,15 @@ from __future__ import annotations
 import importlib
 import logging
 from typing import Iterable, Mapping
-from urllib.parse import quote
 
-from werkzeug.wrappers import Request, Response
+from werkzeug.wrappers import Request
 
 from .auth.base import PULL, Access, AllowAll, Auth
 from .content import RegistryContent
 from .errors import MethodNotAllowed, NameInvalid, NotFound, RegistryError
 from .handlers.context import Context, Handler
 from .references import parse_name
+from .responses import Reply
 from .routes import ROUTES, Method, Route, RouteTable
 from .storage.base import InvalidKey, Storage
 
@@ -71,15 +71,15 @@ class Registry:
         try:
             response = self.dispatch(request)
         except RegistryError as error:
-            response = error.response(head=request.method == "HEAD")
+            response = error.response()
         except InvalidKey as exc:
-            response = NameInvalid({"key": str(exc)[:200]}).response(head=request.method == "HEAD")
+            response = NameInvalid({"key": str(exc)[:200]}).response()
         except Exception:
             self.logger.exception("error serving %s %s", request.method, request.path)
-            response = _InternalError().response(head=request.method == "HEAD")
+            response = _InternalError().response()
         return response(environ, start_response)
 
-    def dispatch(self, request: Request) -> Response:
+    def dispatch(self, request: Request) -> Reply:
         """Route, authorize and handle one request; raises :class:`RegistryError` on failure."""
         base, path = self._split(request.environ)
         matched = self.routes.match(path)
@@ -98,7 +98,7 @@ class Registry:
             request=request,
             content=self.content,
             routes=self.routes,
-            base_url=request.host_url.rstrip("/") + quote(base),
+            base_path=base,
             params=params,
             identity=identity,
             allow_mount_anywhere=self.mount_without_from,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, ClassVar, Mapping
 
-from werkzeug.wrappers import Response
+from .responses import API_VERSION_HEADER, Reply
 
 __all__ = [
     "RegistryError",
@@ -36,10 +36,6 @@ __all__ = [
     "TooManyRequests",
     "API_VERSION_HEADER",
 ]
-
-#: Sent on every response, as the Docker Registry HTTP API V2 requires.
-API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
-
 
 class RegistryError(Exception):
     """An error a client caused or must handle; renders as ``{"errors": [...]}``."""
@@ -68,17 +64,11 @@ class RegistryError(Exception):
             error["detail"] = self.detail
         return {"errors": [error]}
 
-    def response(self, *, head: bool = False) -> Response:
-        """This error as a WSGI response (no body for ``HEAD``)."""
+    def response(self) -> Reply:
+        """This error as a WSGI response (``HEAD`` gets the headers only)."""
         payload = json.dumps(self.body()).encode()
-        response = Response(
-            b"" if head else payload, status=self.status, content_type="application/json"
-        )
-        response.headers["Content-Length"] = str(len(payload))
-        response.headers[API_VERSION_HEADER[0]] = API_VERSION_HEADER[1]
-        for name, value in self.headers.items():
-            response.headers[name] = value
-        return response
+        headers = [("Content-Length", str(len(payload))), *self.headers.items()]
+        return Reply(self.status, headers, [payload], "application/json")
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}" + (f" ({self.detail})" if self.detail else "")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from werkzeug.wrappers import Response
+from ..responses import Reply
 
 from .context import Context, json_response
 
 
-def check(ctx: Context) -> Response:
+def check(ctx: Context) -> Reply:
     """200 with ``{}``; the auth hook has already challenged if it wants credentials."""
     return json_response(ctx, {})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from werkzeug.wrappers import Response
+from ..responses import Reply
 from werkzeug.wsgi import wrap_file
 
 from ..digests import parse_digest
@@ -12,7 +12,7 @@ from ..streams import BoundedReader
 from .context import Context, respond
 
 
-def get_blob(ctx: Context) -> Response:
+def get_blob(ctx: Context) -> Reply:
     """200 with the blob (206 for a satisfiable ``Range``), or a 307 to the storage's own URL."""
     digest = parse_digest(ctx.params["digest"])
     name = ctx.params["name"]
@@ -42,10 +42,10 @@ def get_blob(ctx: Context) -> Response:
         return respond(status, headers, content_type="application/octet-stream")
     reader = BoundedReader(ctx.content.open_blob(name, digest, start), length)
     body = wrap_file(ctx.request.environ, reader)  # type: ignore[arg-type]
-    return respond(status, headers, body, "application/octet-stream", direct=True)
+    return respond(status, headers, body, "application/octet-stream")
 
 
-def delete_blob(ctx: Context) -> Response:
+def delete_blob(ctx: Context) -> Reply:
     """Unlink the blob from the repository (spec "Deleting Blobs"): 202."""
     ctx.content.delete_blob(ctx.params["name"], parse_digest(ctx.params["digest"]))
     return respond(202, {"Content-Length": "0"})

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from werkzeug.wrappers import Response
+from ..responses import Reply
 
 from .context import Context, json_response, next_link, pagination
 
 
-def list_repositories(ctx: Context) -> Response:
+def list_repositories(ctx: Context) -> Reply:
     n, last = pagination(ctx)
     page = ctx.content.repositories(n, last)
     return json_response(ctx, {"repositories": page.items}, next_link(ctx, "catalog", page, n))

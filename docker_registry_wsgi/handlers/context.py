@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Callable, Iterable, Mapping
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
-from werkzeug.wrappers import Request, Response
+from werkzeug.wrappers import Request
 
 from ..content import Page, RegistryContent
-from ..errors import API_VERSION_HEADER, Unsupported
+from ..errors import Unsupported
+from ..responses import Reply
 from ..routes import RouteTable
+
+_DEFAULT_PORTS = {"http": ":80", "https": ":443"}
 
 __all__ = ["Context", "Handler", "respond", "json_response", "pagination", "next_link"]
 
@@ -23,8 +27,8 @@ class Context:
     request: Request
     content: RegistryContent
     routes: RouteTable
-    #: The absolute URL of ``/v2`` as the client sees it, e.g. ``http://host:5000/v2``.
-    base_url: str
+    #: The path of ``/v2`` as the client sees it (``SCRIPT_NAME`` included).
+    base_path: str
     params: dict[str, str]
     identity: object = None
     #: Whether ``POST ?mount=`` without ``from`` may link a blob found in any repository.
@@ -34,38 +38,43 @@ class Context:
     def head(self) -> bool:
         return self.request.method == "HEAD"
 
+    @cached_property
+    def base_url(self) -> str:
+        """The absolute URL of ``/v2``, e.g. ``http://host:5000/v2``, from the request's ``Host``."""
+        environ = self.request.environ
+        scheme = environ.get("wsgi.url_scheme", "http")
+        host = environ.get("HTTP_HOST")
+        if not host:
+            host = f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '80')}"
+        default_port = _DEFAULT_PORTS.get(scheme)
+        if default_port and host.endswith(default_port):
+            host = host[: -len(default_port)]
+        return f"{scheme}://{host}{quote(self.base_path)}"
+
     def url(self, endpoint: str, **values: str) -> str:
         """The absolute URL of an endpoint, built from the route table."""
         return self.base_url + self.routes.path(endpoint, **values)
 
 
-Handler = Callable[[Context], Response]
+Handler = Callable[[Context], Reply]
 
 
 def respond(
     status: int,
-    headers: Mapping[str, str] | None = None,
-    body: bytes | Iterable[bytes] = b"",
+    headers: Mapping[str, str] | Iterable[tuple[str, str]] = (),
+    body: Iterable[bytes] = (),
     content_type: str | None = None,
-    *,
-    direct: bool = False,
-) -> Response:
-    """A response with the API version header; ``direct`` passes an iterable through untouched."""
-    response = Response(body, status=status, content_type=content_type, direct_passthrough=direct)
-    response.headers[API_VERSION_HEADER[0]] = API_VERSION_HEADER[1]
-    if content_type is None:
-        del response.headers["Content-Type"]
-    if headers:
-        for name, value in headers.items():
-            response.headers[name] = value
-    return response
+) -> Reply:
+    """A response; ``headers`` is a mapping or a list of pairs (for repeated headers)."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    return Reply(status, pairs, body, content_type)
 
 
 def json_response(ctx: Context, document: Any, headers: Mapping[str, str] | None = None,
-                  content_type: str = "application/json") -> Response:
+                  content_type: str = "application/json") -> Reply:
     body = json.dumps(document).encode()
     all_headers = {"Content-Length": str(len(body)), **(headers or {})}
-    return respond(200, all_headers, b"" if ctx.head else body, content_type)
+    return respond(200, all_headers, [body], content_type)
 
 
 def pagination(ctx: Context) -> tuple[int | None, str | None]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from werkzeug.wrappers import Response
+from ..responses import Reply
 
 from ..content import StoredManifest
 from ..digests import Digest
@@ -17,15 +17,19 @@ def _acceptable(ctx: Context, stored: StoredManifest) -> bool:
     """Whether the client's ``Accept`` admits the stored type.
 
     Only a client that lists manifest types, none of them this one and no wildcard, is refused
-    (as distribution does for OCI types); no ``Accept`` at all means anything goes.
+    (as distribution does for OCI types); no ``Accept`` at all means anything goes. Several
+    ``Accept`` headers reach WSGI joined by commas.
     """
-    accept = ctx.request.accept_mimetypes
-    if not accept or accept.best_match([stored.media_type]):
+    header = ctx.request.environ.get("HTTP_ACCEPT")
+    if not header:
         return True
-    return not any(value in MANIFEST_TYPES for value, _ in accept)
+    accepted = {item.split(";", 1)[0].strip().lower() for item in header.split(",")}
+    if stored.media_type in accepted or "*/*" in accepted or "application/*" in accepted:
+        return True
+    return accepted.isdisjoint(MANIFEST_TYPES)
 
 
-def get_manifest(ctx: Context) -> Response:
+def get_manifest(ctx: Context) -> Reply:
     """GET/HEAD: the manifest exactly as pushed, typed by its own media type."""
     name = ctx.params["name"]
     reference = parse_reference(ctx.params["reference"])
@@ -44,12 +48,12 @@ def get_manifest(ctx: Context) -> Response:
         "ETag": etag,
         "Content-Length": str(stored.size),
     }
-    if isinstance(reference, Digest) and etag in ctx.request.headers.get("If-None-Match", ""):
+    if isinstance(reference, Digest) and etag in ctx.request.environ.get("HTTP_IF_NONE_MATCH", ""):
         return respond(304, {"ETag": etag, "Docker-Content-Digest": str(stored.digest)})
-    return respond(200, headers, stored.body or b"", stored.media_type)
+    return respond(200, headers, [stored.body] if stored.body else [], stored.media_type)
 
 
-def put_manifest(ctx: Context) -> Response:
+def put_manifest(ctx: Context) -> Reply:
     """PUT: validate and store; 201 with ``Location``, the digest and ``OCI-Subject``."""
     name = ctx.params["name"]
     reference = parse_reference(ctx.params["reference"])
@@ -58,20 +62,18 @@ def put_manifest(ctx: Context) -> Response:
     digest, manifest = ctx.content.put_manifest(
         name, reference, body, ctx.request.headers.get("Content-Type"), tags
     )
-    headers = {
-        "Location": ctx.url("manifest", name=name, reference=str(digest)),
-        "Docker-Content-Digest": str(digest),
-        "Content-Length": "0",
-    }
+    headers = [
+        ("Location", ctx.url("manifest", name=name, reference=str(digest))),
+        ("Docker-Content-Digest", str(digest)),
+        ("Content-Length", "0"),
+    ]
     if manifest.subject is not None:
-        headers["OCI-Subject"] = str(manifest.subject.digest)
-    response = respond(201, headers)
-    for tag in tags:
-        response.headers.add("OCI-Tag", tag)
-    return response
+        headers.append(("OCI-Subject", str(manifest.subject.digest)))
+    headers.extend(("OCI-Tag", tag) for tag in tags)
+    return respond(201, headers)
 
 
-def delete_manifest(ctx: Context) -> Response:
+def delete_manifest(ctx: Context) -> Reply:
     """DELETE by digest removes the manifest and its tags; by tag only the tag: 202."""
     ctx.content.delete_manifest(ctx.params["name"], parse_reference(ctx.params["reference"]))
     return respond(202, {"Content-Length": "0"})

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from werkzeug.wrappers import Response
+from ..responses import Reply
 
 from ..digests import parse_digest
 from ..manifests import OCI_INDEX
 from .context import Context, json_response
 
 
-def list_referrers(ctx: Context) -> Response:
+def list_referrers(ctx: Context) -> Reply:
     """An image index of the manifests whose ``subject`` is the digest; never a 404."""
     subject = parse_digest(ctx.params["digest"])
     artifact_type = ctx.request.args.get("artifactType") or None

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from werkzeug.wrappers import Response
+from ..responses import Reply
 
 from .context import Context, json_response, next_link, pagination
 
 
-def list_tags(ctx: Context) -> Response:
+def list_tags(ctx: Context) -> Reply:
     name = ctx.params["name"]
     n, last = pagination(ctx)
     page = ctx.content.tags(name, n, last)

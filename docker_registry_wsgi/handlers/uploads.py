@@ -7,7 +7,7 @@ Monolithic (POST ``?digest=``, or POST then PUT), chunked (PATCH with or without
 
 from __future__ import annotations
 
-from werkzeug.wrappers import Response
+from ..responses import Reply
 
 from ..content import Upload
 from ..digests import check_algorithm, parse_digest
@@ -26,7 +26,7 @@ def _session_headers(ctx: Context, upload: Upload) -> dict[str, str]:
     }
 
 
-def _created(ctx: Context, name: str, digest: str) -> Response:
+def _created(ctx: Context, name: str, digest: str) -> Reply:
     return respond(201, {
         "Location": ctx.url("blob", name=name, digest=digest),
         "Docker-Content-Digest": digest,
@@ -50,7 +50,7 @@ def _chunk_bounds(ctx: Context) -> tuple[int | None, int | None]:
     return chunk.start, chunk.length
 
 
-def start_upload(ctx: Context) -> Response:
+def start_upload(ctx: Context) -> Reply:
     """POST: mount (201/202), monolithic upload with ``?digest=`` (201), or a new session (202)."""
     name = ctx.params["name"]
     args = ctx.request.args
@@ -81,13 +81,13 @@ def start_upload(ctx: Context) -> Response:
     return respond(202, {**headers, "Content-Length": "0"})
 
 
-def upload_status(ctx: Context) -> Response:
+def upload_status(ctx: Context) -> Reply:
     """GET: 204 with the current ``Range`` (spec "Pushing a blob in chunks")."""
     upload = ctx.content.get_upload(ctx.params["name"], ctx.params["upload_id"])
     return respond(204, _session_headers(ctx, upload))
 
 
-def patch_upload(ctx: Context) -> Response:
+def patch_upload(ctx: Context) -> Reply:
     """PATCH: append a chunk; 416 (session intact) when it does not start at the current offset."""
     upload = ctx.content.get_upload(ctx.params["name"], ctx.params["upload_id"])
     start, length = _chunk_bounds(ctx)
@@ -100,7 +100,7 @@ def patch_upload(ctx: Context) -> Response:
     return respond(202, {**_session_headers(ctx, upload), "Content-Length": "0"})
 
 
-def finish_upload(ctx: Context) -> Response:
+def finish_upload(ctx: Context) -> Reply:
     """PUT ``?digest=``: take the optional last chunk, verify, and make the blob visible: 201."""
     upload = ctx.content.get_upload(ctx.params["name"], ctx.params["upload_id"])
     digest_param = ctx.request.args.get("digest")
@@ -121,7 +121,7 @@ def finish_upload(ctx: Context) -> Response:
     return _created(ctx, upload.name, str(digest))
 
 
-def cancel_upload(ctx: Context) -> Response:
+def cancel_upload(ctx: Context) -> Reply:
     """DELETE: drop the session and its bytes: 204."""
     upload = ctx.content.get_upload(ctx.params["name"], ctx.params["upload_id"])
     ctx.content.cancel(upload)
