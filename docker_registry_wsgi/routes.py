@@ -1,18 +1,20 @@
 """The one route table: it drives both request routing and the URLs the registry hands out.
 
 Each :class:`Route` names an endpoint, its path below ``/v2`` and, per HTTP method, the handler
-and the repository actions it needs, as distribution's route descriptors do. The table is
-compiled into a werkzeug :class:`~werkzeug.routing.Map`; names are matched loosely here and
-validated by :func:`~docker_registry_wsgi.references.parse_name` in the app, so a bad name is a
-``NAME_INVALID`` rather than a 404.
+and the repository actions it needs, as distribution's route descriptors do. A path template's
+``<name>`` is a repository name of one or more components, matched loosely here and validated
+by :func:`~docker_registry_wsgi.references.parse_name` in the app (so a bad name is
+``NAME_INVALID``, not a 404); any other ``<param>`` is one path segment. Templates compile to
+anchored regular expressions for matching and to format strings for building.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Mapping
+from typing import TYPE_CHECKING, Mapping
 
-from werkzeug.routing import BaseConverter, Map, MapAdapter, Rule
+import re
+from urllib.parse import quote
 
 from .auth.base import DELETE, PULL, PUSH
 
@@ -22,11 +24,18 @@ if TYPE_CHECKING:
 __all__ = ["Route", "Method", "RouteTable", "ROUTES"]
 
 
-class _NameConverter(BaseConverter):
-    """A repository name: one or more path components (validated later)."""
+_PARAM = re.compile(r"<(\w+)>")
 
-    regex = r"[^/].*?"
-    part_isolating = False
+
+def _compile(template: str) -> re.Pattern[str]:
+    """``/<name>/blobs/<digest>`` -> an anchored regex with one named group per parameter."""
+    pattern, position = "", 0
+    for match in _PARAM.finditer(template):
+        pattern += re.escape(template[position : match.start()])
+        param = match[1]
+        pattern += f"(?P<{param}>[^/].*?)" if param == "name" else f"(?P<{param}>[^/]+)"
+        position = match.end()
+    return re.compile(pattern + re.escape(template[position:]) + r"\Z")
 
 
 @dataclass(frozen=True)
@@ -53,10 +62,10 @@ def _get(handler: str, *actions: str) -> dict[str, Method]:
 ROUTES: tuple[Route, ...] = (
     Route("base", ("/",), _get("base.check")),
     Route("catalog", ("/_catalog",), {"GET": Method("catalog.list_repositories")}),
-    Route("tags", ("/<name:name>/tags/list",), {"GET": Method("tags.list_tags", (PULL,))}),
+    Route("tags", ("/<name>/tags/list",), {"GET": Method("tags.list_tags", (PULL,))}),
     Route(
         "manifest",
-        ("/<name:name>/manifests/<reference>",),
+        ("/<name>/manifests/<reference>",),
         {
             **_get("manifests.get_manifest", PULL),
             "PUT": Method("manifests.put_manifest", (PULL, PUSH)),
@@ -65,12 +74,12 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "uploads",
-        ("/<name:name>/blobs/uploads/", "/<name:name>/blobs/uploads"),
+        ("/<name>/blobs/uploads/", "/<name>/blobs/uploads"),
         {"POST": Method("uploads.start_upload", (PULL, PUSH))},
     ),
     Route(
         "upload",
-        ("/<name:name>/blobs/uploads/<upload_id>",),
+        ("/<name>/blobs/uploads/<upload_id>",),
         {
             "GET": Method("uploads.upload_status", (PUSH,)),
             "PATCH": Method("uploads.patch_upload", (PUSH,)),
@@ -81,11 +90,17 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "blob",
-        ("/<name:name>/blobs/<digest>",),
+        ("/<name>/blobs/<digest>",),
         {**_get("blobs.get_blob", PULL), "DELETE": Method("blobs.delete_blob", (DELETE,))},
     ),
-    Route("referrers", ("/<name:name>/referrers/<digest>",), _get("referrers.list_referrers", PULL)),
+    Route("referrers", ("/<name>/referrers/<digest>",), _get("referrers.list_referrers", PULL)),
 )
+
+
+def _literal_after_name(template: str) -> str:
+    """``/<name>/blobs/<digest>`` -> ``/blobs/``: text every matching path must contain."""
+    _, _, rest = template.partition("<name>")
+    return _PARAM.split(rest, maxsplit=1)[0] if rest else ""
 
 
 class RouteTable:
@@ -93,25 +108,25 @@ class RouteTable:
 
     def __init__(self, routes: tuple[Route, ...] = ROUTES) -> None:
         self.routes = {route.endpoint: route for route in routes}
-        self.map = Map(
-            [Rule(path, endpoint=route.endpoint) for route in routes for path in route.paths],
-            converters={"name": _NameConverter},
-            strict_slashes=False,
-            merge_slashes=False,
-        )
-        self._adapter = self.map.bind("localhost")
+        # Each pattern comes with the literal that follows <name>, a cheap test before the regex.
+        self._patterns = [
+            (_literal_after_name(path), _compile(path), route)
+            for route in routes
+            for path in route.paths
+        ]
+        # The first template of a route is the one URLs are built from.
+        self._templates = {route.endpoint: route.paths[0] for route in routes}
 
     def match(self, path: str) -> tuple[Route, dict[str, str]] | None:
         """The route of ``path`` (below ``/v2``) and its parameters, or ``None``."""
-        try:
-            endpoint, values = self._adapter.match(path, method=None)
-        except Exception:  # werkzeug's NotFound / RequestRedirect: no endpoint here
-            return None
-        return self.routes[str(endpoint)], values
+        for literal, pattern, route in self._patterns:
+            if literal not in path:
+                continue
+            found = pattern.match(path)
+            if found is not None:
+                return route, found.groupdict()
+        return None
 
     def path(self, endpoint: str, **values: str) -> str:
         """The path below ``/v2`` of an endpoint, e.g. ``path("blob", name=..., digest=...)``."""
-        return self._adapter.build(endpoint, values)
-
-
-Builder = Callable[..., str]
+        return _PARAM.sub(lambda m: quote(values[m[1]], safe="/:"), self._templates[endpoint])
