@@ -10,7 +10,7 @@ Layout of the keys (all below the storage's root)::
     blobs/<alg>/<hex[:2]>/<hex>                          blob bytes, shared by all repositories
     repositories/<name>/_layers/<alg>/<hex>              link: the blob is in this repository
     repositories/<name>/_manifests/revisions/<alg>/<hex> link to a manifest: {"mediaType", "size", ...}
-    repositories/<name>/_manifests/tags/<tag>            the tagged manifest's digest
+    repositories/<name>/_manifests/tags/<tag>            {"digest", "mediaType", "size"} of the tagged manifest
     repositories/<name>/_referrers/<alg>/<hex>/<alg>:<hex>  descriptor of a manifest whose subject is <alg>:<hex>
     catalog/<name with "/" as "+">                       the repository exists
     uploads/<id>                                         upload state: repository, offset, hash state
@@ -333,22 +333,31 @@ class RegistryContent:
 
     # -- manifests ------------------------------------------------------------------------------
 
+    def _tag(self, name: str, tag: str) -> StoredManifest:
+        try:
+            doc = json.loads(self.storage.read(_tags_prefix(name) + tag))
+        except KeyNotFound:
+            raise ManifestUnknown({"tag": tag}) from None
+        return StoredManifest(parse_digest(doc["digest"]), doc["mediaType"], doc["size"])
+
     def resolve(self, name: str, reference: Reference) -> Digest:
         """The digest a tag points to (a digest resolves to itself)."""
         if isinstance(reference, Digest):
             return reference
-        try:
-            return parse_digest(self.storage.read(_tags_prefix(name) + reference).decode())
-        except KeyNotFound:
-            raise ManifestUnknown({"tag": reference}) from None
+        return self._tag(name, reference).digest
 
     def stat_manifest(self, name: str, reference: Reference) -> StoredManifest:
-        digest = self.resolve(name, reference)
+        """Digest, media type and size of a manifest, without reading it.
+
+        A tag carries them itself (a manifest never changes, and deleting it deletes its tags).
+        """
+        if isinstance(reference, str):
+            return self._tag(name, reference)
         try:
-            link = json.loads(self.storage.read(_revision_key(name, digest)))
+            link = json.loads(self.storage.read(_revision_key(name, reference)))
         except KeyNotFound:
-            raise ManifestUnknown({"digest": str(digest)}) from None
-        return StoredManifest(digest, link["mediaType"], link["size"])
+            raise ManifestUnknown({"digest": str(reference)}) from None
+        return StoredManifest(reference, link["mediaType"], link["size"])
 
     def get_manifest(self, name: str, reference: Reference) -> StoredManifest:
         stored = self.stat_manifest(name, reference)
@@ -397,8 +406,11 @@ class RegistryContent:
             )
         self.storage.write(_revision_key(name, digest), json.dumps(link).encode())
         self._link_blob(name, digest)
+        tag_doc = json.dumps(
+            {"digest": str(digest), "mediaType": manifest.media_type, "size": len(body)}
+        ).encode()
         for tag in ([reference] if isinstance(reference, str) else []) + list(tags):
-            self.storage.write(_tags_prefix(name) + tag, str(digest).encode())
+            self.storage.write(_tags_prefix(name) + tag, tag_doc)
         return digest, manifest
 
     def delete_manifest(self, name: str, reference: Reference) -> None:
@@ -414,9 +426,9 @@ class RegistryContent:
             raise ManifestUnknown({"digest": str(reference)}) from None
         for tag in list(self.storage.list(_tags_prefix(name))):
             try:
-                if self.storage.read(_tags_prefix(name) + tag).decode() == str(reference):
+                if self._tag(name, tag).digest == reference:
                     self.storage.delete(_tags_prefix(name) + tag)
-            except KeyNotFound:
+            except ManifestUnknown:
                 continue
         if "subject" in link:
             subject = parse_digest(link["subject"])

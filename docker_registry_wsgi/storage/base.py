@@ -27,7 +27,7 @@ __all__ = [
     "check_upload_id",
 ]
 
-_COMPONENT = re.compile(r"[A-Za-z0-9._+:=-]+")
+_KEY = re.compile(r"[A-Za-z0-9._+:=-]+(?:/[A-Za-z0-9._+:=-]+)*")
 _UPLOAD_ID = re.compile(r"[A-Za-z0-9_-]{16,128}")
 MAX_KEY_LENGTH = 1024
 
@@ -50,11 +50,10 @@ class UploadOffsetMismatch(StorageError):
 
 def check_key(key: str) -> str:
     """Return ``key`` if it is a valid storage key, else raise :class:`InvalidKey`."""
-    if not key or len(key) > MAX_KEY_LENGTH:
+    if len(key) > MAX_KEY_LENGTH or not _KEY.fullmatch(key):
         raise InvalidKey(key)
-    for part in key.split("/"):
-        if part in (".", "..") or not _COMPONENT.fullmatch(part):
-            raise InvalidKey(key)
+    if "." in key and ("/./" in f"/{key}/" or "/../" in f"/{key}/"):
+        raise InvalidKey(key)
     return key
 
 
