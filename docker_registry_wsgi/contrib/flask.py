@@ -22,7 +22,8 @@ Configuration keys (``app.config``):
     Folder of the filesystem storage (required unless a ``storage`` is passed).
 ``DOCKER_REGISTRY_AUTH``
     The auth hook: an object with ``authorize(request, needed)``, or an import string
-    (``"mysite.registry:auth"``) naming one. Overridden by ``init_app(app, auth=...)``.
+    (``"mysite.registry:auth"``) naming one or naming a factory ``make_auth(app.config)``.
+    Overridden by ``init_app(app, auth=...)``.
     Unset means no authentication (:class:`~docker_registry_wsgi.auth.AllowAll`).
 ``DOCKER_REGISTRY_MAX_MANIFEST_SIZE``
     Largest manifest accepted, in bytes or as ``"4MiB"`` (default: the registry's own).
@@ -30,7 +31,7 @@ Configuration keys (``app.config``):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from werkzeug.utils import import_string
 
@@ -97,7 +98,7 @@ class DockerRegistry:
         """Build the registry from ``app.config`` and mount it at ``/v2`` of ``app``."""
         if EXTENSION_NAME in app.extensions:
             raise RuntimeError(f"the registry is already mounted in {app.name!r}")
-        hook = auth or self.auth or _configured_auth(app.config.get("DOCKER_REGISTRY_AUTH"))
+        hook = auth or self.auth or _configured_auth(app.config.get("DOCKER_REGISTRY_AUTH"), app.config)
         registry = build_registry(
             root=app.config.get("DOCKER_REGISTRY_ROOT"),
             storage=storage or self.storage,
@@ -115,8 +116,10 @@ class DockerRegistry:
         return app.extensions[EXTENSION_NAME]
 
 
-def _configured_auth(value: Any) -> Auth | None:
-    """``DOCKER_REGISTRY_AUTH`` as an auth hook: the object itself or the one it names."""
+def _configured_auth(value: Any, config: Mapping[str, Any]) -> Auth | None:
+    """``DOCKER_REGISTRY_AUTH`` as an auth hook: the object, the one named, or what a factory makes."""
     if isinstance(value, str):
         value = import_string(value)
+        if isinstance(value, type) or not isinstance(value, Auth):
+            value = value(config)
     return value
