@@ -373,6 +373,13 @@ def test_image_artifact_type_defaults_to_config_media_type() -> None:
     assert parse_manifest(body(doc), None).artifact_type == "application/vnd.example.sbom.v1"
 
 
+def test_empty_artifact_type_defaults_to_config_media_type() -> None:
+    """spec "Listing Referrers": if ``artifactType`` is *empty* or missing in an image manifest, use the config's."""
+    doc = image(artifactType="")
+    doc["config"]["mediaType"] = "application/vnd.example.sbom.v1"
+    assert parse_manifest(body(doc), None).artifact_type == "application/vnd.example.sbom.v1"
+
+
 def test_explicit_artifact_type_wins() -> None:
     """spec "Listing Referrers": the descriptor's artifactType is the manifest's ``artifactType`` if present."""
     doc = image(artifactType="application/vnd.example.signature.v1")
