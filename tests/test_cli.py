@@ -1,0 +1,108 @@
+"""The command line: ``docker-registry-wsgi serve`` options, their ``REGISTRY_*`` environment
+defaults, and ``python -m docker_registry_wsgi serve --help``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import webtest
+
+from docker_registry_wsgi import Registry, __version__
+from docker_registry_wsgi.cli import main, parser
+from docker_registry_wsgi.server import build_app
+
+ENV_VARS = ("REGISTRY_HOST", "REGISTRY_PORT", "REGISTRY_ROOT", "REGISTRY_WORKERS", "REGISTRY_THREADS",
+            "REGISTRY_STORAGE", "REGISTRY_ACCESS_LOG")
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests must not see the REGISTRY_* variables of whoever runs them."""
+    for name in list(os.environ):
+        if name.startswith("REGISTRY_"):
+            monkeypatch.delenv(name)
+
+
+def test_serve_defaults() -> None:
+    """Defaults: 127.0.0.1:5000, filesystem storage in ./registry-data, a worker per core, 8 threads."""
+    args = parser().parse_args(["serve"])
+    assert args.command == "serve"
+    assert args.host == "127.0.0.1"
+    assert args.port == 5000
+    assert args.storage == "filesystem"
+    assert args.root == "./registry-data"
+    assert args.workers == (os.cpu_count() or 1)
+    assert args.threads == 8
+    assert args.access_log is False
+
+
+def test_serve_reads_registry_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike[str]) -> None:
+    env = {"REGISTRY_HOST": "127.0.0.2", "REGISTRY_PORT": "5123", "REGISTRY_ROOT": str(tmp_path),
+           "REGISTRY_WORKERS": "3", "REGISTRY_THREADS": "4", "REGISTRY_STORAGE": "memory",
+           "REGISTRY_ACCESS_LOG": "1"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    args = parser().parse_args(["serve"])
+    assert (args.host, args.port, args.root, args.workers, args.threads, args.storage, args.access_log) == (
+        "127.0.0.2", 5123, str(tmp_path), 3, 4, "memory", True)
+
+
+def test_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REGISTRY_PORT", "5123")
+    monkeypatch.setenv("REGISTRY_STORAGE", "memory")
+    args = parser().parse_args(["serve", "--port", "0", "--storage", "filesystem", "--root", "/srv/r",
+                                "--host", "::1", "--workers", "2", "--threads", "16", "--access-log"])
+    assert (args.port, args.storage, args.root, args.host, args.workers, args.threads, args.access_log) == (
+        0, "filesystem", "/srv/r", "::1", 2, 16, True)
+
+
+@pytest.mark.parametrize("argv", [[], ["serve", "--storage", "floppy"], ["serve", "--port", "http"],
+                                  ["unknown-command"]])
+def test_bad_command_lines_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == __version__
+
+
+def test_options_build_a_working_registry(tmp_path: os.PathLike[str]) -> None:
+    """The parsed options build the WSGI app the server runs (memory and filesystem storage)."""
+    for argv in (["serve", "--storage", "memory"], ["serve", "--root", str(tmp_path)]):
+        app = build_app(parser().parse_args(argv))
+        assert isinstance(app, Registry)
+        test = webtest.TestApp(app)
+        assert test.get("/v2/").headers["Docker-Distribution-API-Version"] == "registry/2.0"
+        test.post("/v2/lib/app/blobs/uploads/?digest=sha256:"
+                  "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", b"", status=201)
+    assert os.path.isdir(os.path.join(tmp_path, "blobs"))
+
+
+def test_python_m_serve_help() -> None:
+    """``python -m docker_registry_wsgi serve --help`` documents every option and its variable."""
+    result = subprocess.run([sys.executable, "-m", "docker_registry_wsgi", "serve", "--help"],
+                            capture_output=True, text=True, timeout=60,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert result.returncode == 0, result.stderr
+    for option in ("--host", "--port", "--root", "--workers", "--threads", "--storage"):
+        assert option in result.stdout
+    for variable in ENV_VARS[:-1]:
+        assert variable in result.stdout
+    assert "127.0.0.1" in result.stdout and "5000" in result.stdout
+
+
+def test_python_m_without_command_exits_2() -> None:
+    result = subprocess.run([sys.executable, "-m", "docker_registry_wsgi"], capture_output=True,
+                            text=True, timeout=60,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert result.returncode == 2
+    assert "serve" in result.stderr
