@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ..app import Registry
 from ..auth.base import Auth
-
-if TYPE_CHECKING:
-    from ..app import Registry
-    from ..storage.base import Storage
+from ..storage.base import Storage
+from ..storage.filesystem import FilesystemStorage
 
 __all__ = ["build_registry", "parse_size", "ConfigurationError"]
 
@@ -58,9 +57,6 @@ def build_registry(
 
     ``root_setting`` names the setting in error messages (``DOCKER_REGISTRY_ROOT``, ...).
     """
-    from ..app import Registry
-    from ..storage.filesystem import FilesystemStorage
-
     if storage is None:
         if not root:
             raise ConfigurationError(
