@@ -6,11 +6,11 @@ processes on any number of hosts can serve one registry and continue each other'
 Layout below ``prefix``::
 
     <key>                                   the objects of the protocol
-    _uploads/<id>/state/<offset:020d>       JSON: the upload's layout when it was <offset> bytes long
-    _uploads/<id>/tail/<offset>-<token>     the bytes after the last full part (< one part)
-    _uploads/<id>/data                      the multipart upload's key, until it is committed
+    ~uploads/<id>/state/<offset:020d>       JSON: the upload's layout when it was <offset> bytes long
+    ~uploads/<id>/tail/<offset>-<token>     the bytes after the last full part (< one part)
+    ~uploads/<id>/data                      the multipart upload's key, until it is committed
 
-``_`` is not allowed in keys (see :func:`~.base.check_key`), so ``_uploads`` never collides with one.
+``~`` is not allowed in keys (see :func:`~.base.check_key`), so ``~uploads`` never collides with one.
 An upload is a multipart upload of parts of exactly ``part_size`` bytes plus a *tail* object:
 bytes that do not fill a part wait in the bucket, not in a process, until later writes fill it.
 The registry never holds more than one part of a blob in memory. A state object per recorded
@@ -55,7 +55,7 @@ MAX_PARTS = 10_000
 #: S3's largest single-request copy (CopyObject) and largest part.
 MAX_COPY_SIZE = 5 * GiB
 
-_UPLOADS = "_uploads/"
+_UPLOADS = "~uploads/"
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchUpload"})
 
 
