@@ -455,3 +455,26 @@ def test_end_7a_failed_push_leaves_storage_without_manifest(client: RegistryClie
     client.put_manifest("lib/app", "v1", body, OCI_MANIFEST, status=400)
     keys = list(storage.list("repositories/"))
     assert not any("_manifests" in key for key in keys), keys
+
+
+def test_end_7a_media_type_field_without_content_type_header(app: webtest.TestApp, registry: Registry,
+                                                             blobs: None) -> None:
+    """A manifest that declares ``mediaType`` is typed by it even when the PUT has no ``Content-Type``."""
+    response = raw_call(registry, "PUT", "/v2/lib/app/manifests/v1", _manifest())
+    assert response.status == 201, response.body
+    assert app.get("/v2/lib/app/manifests/v1").headers["Content-Type"] == OCI_MANIFEST
+
+
+def test_end_7a_untyped_manifest(app: webtest.TestApp, client: RegistryClient, registry: Registry,
+                                 blobs: None) -> None:
+    """No ``mediaType`` and no ``Content-Type``: an image manifest (it has ``config``) is OCI, the only
+    format whose ``mediaType`` is optional (oci-image-spec-manifest.md); a ``Content-Type`` that names
+    no manifest format is MANIFEST_INVALID."""
+    document = json.loads(_manifest())
+    del document["mediaType"]
+    created = raw_call(registry, "PUT", "/v2/lib/app/manifests/v1", canonical(document))
+    assert created.status == 201, created.body
+    assert app.get("/v2/lib/app/manifests/v1").headers["Content-Type"] == OCI_MANIFEST
+    response = client.put_manifest("lib/app", "v2", canonical(document), "application/octet-stream",
+                                   status=400)
+    assert_error(response, 400, "MANIFEST_INVALID")
