@@ -564,3 +564,21 @@ def test_end_5_any_chunking_reassembles_to_the_digest(case: tuple[bytes, list[tu
     assert response.header("Docker-Content-Digest") == digest
     pulled = app.get(f"/v2/lib/app/blobs/{digest}", status=200)
     assert pulled.body == blob
+
+
+@pytest.mark.parametrize(("body", "content_range"), [(b"0123456789", "0-4"), (b"012", "0-4")])
+def test_end_5_chunked_body_disagreeing_with_content_range(registry: Registry, body: bytes,
+                                                           content_range: str) -> None:
+    """A chunked body longer or shorter than its ``Content-Range`` is SIZE_INVALID (code-10) and
+    leaves no byte behind, in a PATCH and in the closing PUT."""
+    app = webtest.TestApp(registry)
+    location = _session(app)
+    response = raw_call(registry, "PATCH", location, body, {"Content-Range": content_range}, chunked=True)
+    assert response.status == 400 and response.error_code == "SIZE_INVALID"
+    assert app.get(location, status=204).headers["Range"] == "0-0"
+    response = raw_call(registry, "PUT", location, body, {"Content-Range": content_range},
+                        query=f"digest={sha256(body[:5])}", chunked=True)
+    assert response.status == 400 and response.error_code == "SIZE_INVALID"
+    assert app.get(location, status=204).headers["Range"] == "0-0"
+    response = raw_call(registry, "PUT", location, b"01234", query=f"digest={sha256(b'01234')}", chunked=True)
+    assert response.status == 201
