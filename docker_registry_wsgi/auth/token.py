@@ -41,6 +41,7 @@ __all__ = [
     "VerificationKey",
     "InvalidToken",
     "KeyFileError",
+    "bearer_token",
     "load_public_keys",
     "load_private_key",
     "key_id",

@@ -16,7 +16,7 @@ from docker_registry_wsgi.auth.htpasswd import HtpasswdAuth
 from docker_registry_wsgi.auth.issuer import TokenIssuer
 from docker_registry_wsgi.auth.token import TokenAuth
 
-from .conftest import basic, bcrypt_line, make_request
+from .conftest import basic, make_request
 
 
 def parse(argv: list[str], environ: dict[str, str] | None = None) -> argparse.Namespace:
