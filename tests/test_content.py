@@ -99,7 +99,7 @@ def push_image(content: RegistryContent, name: str, reference: Any, *, seed: byt
 def upload_file_size(storage: Storage, upload_id: str) -> int | None:
     """The size of an upload's bytes as the filesystem holds them (None for other backends)."""
     if isinstance(storage, FilesystemStorage):
-        return os.path.getsize(os.path.join(storage.root, "_uploads", upload_id))
+        return os.path.getsize(os.path.join(storage.root, "~uploads", upload_id))
     return None
 
 
@@ -277,7 +277,7 @@ def test_digest_mismatch_stores_nothing_and_drops_the_session(content: RegistryC
     assert list(storage.list("uploads/")) == []
     assert not content.repository_exists("repo")
     if isinstance(storage, FilesystemStorage):
-        assert os.listdir(os.path.join(storage.root, "_uploads")) == []
+        assert os.listdir(os.path.join(storage.root, "~uploads")) == []
 
 
 def test_sessions_are_bound_to_their_repository(content: RegistryContent) -> None:

@@ -7,18 +7,27 @@ import stat
 import tempfile
 from typing import BinaryIO, Iterable, Iterator
 
-from .base import BlobReader, KeyNotFound, Storage, check_key, check_upload_id
+from .base import (
+    BlobReader,
+    KeyNotFound,
+    Storage,
+    UploadOffsetMismatch,
+    check_key,
+    check_upload_id,
+)
 
 __all__ = ["FilesystemStorage"]
 
-_UPLOADS = "_uploads"
+# "~" cannot occur in a key (see check_key), so these names never collide with an object.
+_UPLOADS = "~uploads"
+_TMP_PREFIX = "~tmp-"
 
 
 class FilesystemStorage(Storage):
     """A backend on a local or shared (NFS) folder.
 
     Every key is checked by :func:`check_key` before it becomes a path, so no key can name a
-    file outside ``root``. Uploads are files under ``root/_uploads``; committing one fsyncs it
+    file outside ``root``. Uploads are files under ``root/~uploads``; committing one fsyncs it
     and renames it onto its key, so a reader sees a whole object or none.
     """
 
@@ -44,7 +53,7 @@ class FilesystemStorage(Storage):
         path = self._path(key)
         folder = os.path.dirname(path)
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-")
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=_TMP_PREFIX)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -97,7 +106,7 @@ class FilesystemStorage(Storage):
             ((e.name + "/" if e.is_dir(follow_symlinks=False) else e.name), e) for e in entries
         )
         for name, entry in named:
-            if entry.name.startswith(".tmp-") or (not relative and entry.name == _UPLOADS):
+            if entry.name.startswith("~"):  # uploads and temporary files, never keys
                 continue
             if name.endswith("/"):
                 yield from self._walk(entry.path, relative + name)
@@ -114,6 +123,8 @@ class FilesystemStorage(Storage):
         except FileNotFoundError:
             raise KeyNotFound(upload_id) from None
         with f:
+            if offset > os.fstat(f.fileno()).st_size:
+                raise UploadOffsetMismatch(f"upload {upload_id} holds fewer than {offset} bytes")
             f.truncate(offset)
             f.seek(offset)
             try:
@@ -129,6 +140,8 @@ class FilesystemStorage(Storage):
         target = self._path(key)
         try:
             with open(source, "r+b") as f:
+                if size > os.fstat(f.fileno()).st_size:
+                    raise UploadOffsetMismatch(f"upload {upload_id} holds fewer than {size} bytes")
                 f.truncate(size)
                 if self.fsync:
                     os.fsync(f.fileno())

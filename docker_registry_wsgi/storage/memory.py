@@ -7,7 +7,14 @@ import threading
 from bisect import bisect_right
 from typing import Iterable, Iterator
 
-from .base import BlobReader, KeyNotFound, Storage, check_key, check_upload_id
+from .base import (
+    BlobReader,
+    KeyNotFound,
+    Storage,
+    UploadOffsetMismatch,
+    check_key,
+    check_upload_id,
+)
 
 __all__ = ["MemoryStorage"]
 
@@ -58,6 +65,8 @@ class MemoryStorage(Storage):
 
     def write_upload(self, upload_id: str, offset: int, chunks: Iterable[bytes]) -> int:
         buffer = self._upload(upload_id)
+        if offset > len(buffer):
+            raise UploadOffsetMismatch(f"upload {upload_id} holds fewer than {offset} bytes")
         del buffer[offset:]
         try:
             for chunk in chunks:
@@ -70,6 +79,8 @@ class MemoryStorage(Storage):
     def commit_upload(self, upload_id: str, key: str, size: int) -> None:
         check_key(key)
         buffer = self._upload(upload_id)
+        if size > len(buffer):
+            raise UploadOffsetMismatch(f"upload {upload_id} holds fewer than {size} bytes")
         self._objects[key] = bytes(buffer[:size])
         self._uploads.pop(upload_id, None)
 

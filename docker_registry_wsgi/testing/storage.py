@@ -431,6 +431,32 @@ class StorageSuite:
         assert all(_valid(key) for key in everything)
         storage.abort_upload(upload_id)
 
+    def test_keys_like_backend_internals(self, storage: Storage, ns: str) -> None:
+        # Valid keys that look like a backend's bookkeeping (temporary files, upload folders)
+        # are ordinary objects: stored, read and listed like any other.
+        keys = sorted(["_uploads/x", ".tmp-x", ".tmp-", "uploads/x", ".hidden", "_", "state/0"])
+        for key in keys:
+            storage.write(ns + key, key.encode())
+        assert [storage.read(ns + key) for key in keys] == [key.encode() for key in keys]
+        assert list(storage.list(ns)) == keys
+
+    def test_root_keys_never_alias_uploads(self, storage: Storage) -> None:
+        upload_id = new_upload_id()
+        storage.create_upload(upload_id)
+        size = storage.write_upload(upload_id, 0, [b"upload bytes"])
+        aliases = [f"{name}/{upload_id}" for name in ("_uploads", "uploads", ".uploads", "_upload")]
+        try:
+            for key in aliases:
+                storage.write(key, b"an object")
+            storage.commit_upload(upload_id, aliases[0] + "-committed", size)
+            assert storage.read(aliases[0] + "-committed") == b"upload bytes"
+            assert [storage.read(key) for key in aliases] == [b"an object"] * len(aliases)
+            listed = set(storage.list(""))
+            assert set(aliases) <= listed, "objects under a backend's internal name are hidden"
+        finally:
+            for key in aliases + [aliases[0] + "-committed"]:
+                storage.delete(key)
+
     # -- hostile keys -------------------------------------------------------------------------
 
     @pytest.mark.parametrize("key", HOSTILE_KEYS, ids=repr)
@@ -622,6 +648,21 @@ class StorageSuite:
                 raise
             return
         assert storage.read(ns + "blob") == first
+
+    def test_offset_beyond_upload_is_a_mismatch(self, storage: Storage, ns: str) -> None:
+        # Bytes the backend never got cannot be skipped over: no zero-filled holes.
+        upload_id = new_upload_id()
+        storage.create_upload(upload_id)
+        size = storage.write_upload(upload_id, 0, [b"0123456789"])
+        with pytest.raises(UploadOffsetMismatch):
+            storage.write_upload(upload_id, size + 5, [b"after a hole"])
+        with pytest.raises(UploadOffsetMismatch):
+            storage.commit_upload(upload_id, ns + "blob", size + 5)
+        with pytest.raises(KeyNotFound):
+            storage.read(ns + "blob")
+        assert storage.write_upload(upload_id, size, [b"!"]) == size + 1
+        storage.commit_upload(upload_id, ns + "blob", size + 1)
+        assert storage.read(ns + "blob") == b"0123456789!"
 
     def test_commit_replaces_object(self, storage: Storage, ns: str, part: int) -> None:
         storage.write(ns + "blob", b"old and longer than the new one" * 100)
