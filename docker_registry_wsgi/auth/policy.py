@@ -237,8 +237,10 @@ class RulePolicy:
             if suffix == ".json":
                 data = json.loads(text)
             elif suffix == ".toml":
-                import tomllib
-
+                try:
+                    import tomllib
+                except ImportError:  # Python 3.10
+                    raise PolicyError(f"{file}: TOML needs Python 3.11+; use JSON or INI") from None
                 data = tomllib.loads(text)
             else:
                 data = _from_ini(text)
