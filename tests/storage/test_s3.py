@@ -269,3 +269,11 @@ def test_client_is_made_per_process(s3_bucket: S3Bucket, prefix: str) -> None:
     s3.write("k", b"still works")
     assert s3.read("k") == b"still works"
     s3.close()
+
+
+@pytest.mark.xfail(strict=True, reason="SeaweedFS hides folders named .uploads (its own multipart "
+                   "folder) from listings; the registry's keys never use that name")
+def test_seaweedfs_lists_folders_named_dot_uploads(s3: S3Storage) -> None:
+    s3.write(".uploads/x", b"1")
+    assert s3.read(".uploads/x") == b"1"
+    assert list(s3.list("")) == [".uploads/x"]
