@@ -240,7 +240,7 @@ class RulePolicy:
                 try:
                     import tomllib
                 except ImportError:  # Python 3.10
-                    raise PolicyError(f"{file}: TOML needs Python 3.11+; use JSON or INI") from None
+                    raise PolicyError("TOML needs Python 3.11+; use JSON or INI") from None
                 data = tomllib.loads(text)
             else:
                 data = _from_ini(text)
