@@ -19,7 +19,7 @@ from hypothesis import settings, strategies as st
 from docker_registry_wsgi.storage import FilesystemStorage, MemoryStorage, Storage
 
 #: Bounded, deadline-free settings: the whole unit suite must stay well under a minute.
-FAST = settings(max_examples=60, deadline=None)
+FAST = settings(max_examples=40, deadline=None)
 QUICK = settings(max_examples=25, deadline=None)
 
 #: The spec's regexes, copied verbatim from oci-distribution-spec.md "Pulling manifests".
