@@ -68,6 +68,8 @@ class Metric:
     values: dict[str, list[float]] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     note: str = ""
+    #: "speed" (the issue's table), "cpu" (server CPU per unit of work), "latency".
+    group: str = "speed"
 
     def add(self, server: str, value: float, errors: int = 0) -> None:
         self.values.setdefault(server, []).append(value)
@@ -91,7 +93,7 @@ class Metric:
             "runs": self.values, "median": {k: self.median(k) for k in self.values},
             "errors": self.errors, "ratio": ratio, "floor": self.floor,
             "meets_floor": None if self.floor is None or ratio is None else ratio >= self.floor,
-            "note": self.note,
+            "note": self.note, "group": self.group,
         }
 
 
@@ -186,6 +188,7 @@ class Bench:
         self.files = Files(tmp / "files", sizes)
         self.small_digest = ""
         self.pull_digest: dict[str, str] = {}
+        self.load = {"start": os.getloadavg()}
 
     # -- servers -------------------------------------------------------------------------------
 
@@ -215,6 +218,10 @@ class Bench:
             self.metrics[key] = Metric(*args, **kwargs)  # type: ignore[arg-type]
         return self.metrics[key]
 
+    def cpu_metric(self, key: str, label: str, unit: str) -> Metric:
+        """CPU the server's processes used for a piece of work: less at the mercy of other load."""
+        return self.metric(f"cpu_{key}", label, unit, higher_is_better=False, group="cpu")
+
     # -- workload groups -----------------------------------------------------------------------
 
     def run(self, groups: list[str]) -> None:
@@ -239,6 +246,7 @@ class Bench:
             shutil.rmtree(self.tmp / name, ignore_errors=True)
         if "rss" in groups:
             self.measure_rss(pair)
+        self.load["end"] = os.getloadavg()
 
     def measure_limits(self) -> None:
         s = self.sizes
@@ -271,11 +279,14 @@ class Bench:
                 for name in alternate(pair, run):
                     os.sync()  # earlier pushes' write-back is not charged to this one
                     base = main[name].base
+                    cpu = main[name].cpu()
                     if mode == "mono":
                         seconds = clients.push_monolithic(base, REPO, files.blob, digest)
                     else:
                         seconds = clients.push_chunked(base, REPO, files.chunks, digest)
                     metric.add(name, s.blob / seconds / 1e6)
+                    self.cpu_metric(f"push_{mode}", metric.label, "CPU s/GB").add(
+                        name, (main[name].cpu() - cpu) / (s.blob / 1e9))
                     previous = self.pull_digest.get(name)
                     self.pull_digest[name] = digest
                     if previous:
@@ -296,7 +307,10 @@ class Bench:
                         clients.get_rate(url, s.blob, (first, last)))
                     continue
                 base, digest = main[name].base, self.pull_digest[name]
+                cpu = main[name].cpu()
                 full.add(name, clients.pull(base, REPO, digest, s.blob))
+                self.cpu_metric("pull", full.label, "CPU s/GB").add(
+                    name, (main[name].cpu() - cpu) / (s.blob / 1e9))
                 ranged.add(name, clients.pull(base, REPO, digest, s.blob, (first, last)))
         nginx = self.limits.get("nginx GET (loopback ceiling), MB/s")
         if nginx:
@@ -332,13 +346,16 @@ class Bench:
             metric = self.metric(key, f"{label}, {s.connections} conns", "req/s", floor=floor)
             for run in range(s.runs):
                 for name in alternate(pair, run):
+                    cpu = main[name].cpu()
                     out = clients.wrk(main[name].base + path, connections=s.connections,
                                       seconds=s.seconds, headers=headers, script=script)
+                    cpu = main[name].cpu() - cpu
                     if out["requests"] == 0:
                         raise clients.BenchError(f"{label} on {name}: wrk completed no request")
                     metric.add(name, out["rps"], int(out["errors"]))
-                    self.metrics.setdefault(f"{key}_p99", Metric(f"{label} p99 latency", "ms",
-                                                                 higher_is_better=False)).add(name, out["p99_ms"])
+                    self.cpu_metric(key, label, "CPU us/req").add(name, cpu / out["requests"] * 1e6)
+                    self.metric(f"latency_{key}", label, "p99 ms", higher_is_better=False,
+                                group="latency").add(name, out["p99_ms"])
 
     def measure_many(self, main: dict[str, servers.Server], pair: list[str]) -> None:
         s, files = self.sizes, self.files
@@ -349,8 +366,10 @@ class Bench:
             batch = files.many(f"many-{run}-{time.time_ns()}")
             for name in alternate(pair, run):
                 os.sync()
+                cpu = main[name].cpu()
                 seconds, errors = clients.push_many(main[name].base, REPO, batch)
                 metric.add(name, seconds, errors)
+                self.cpu_metric("many", metric.label, "CPU s").add(name, main[name].cpu() - cpu)
 
     def measure_rss(self, pair: list[str]) -> None:
         """Peak memory during one monolithic push, on a fresh server, at two sizes."""
@@ -403,49 +422,51 @@ class Bench:
         return out
 
     def table(self) -> str:
-        rows = [("metric", "unit", "ours", "distribution", "ratio", "floor", "errors")]
-        for key, m in self.metrics.items():
-            if key.endswith("_p99"):
-                continue
-            fmt = (lambda v: "-" if v is None else f"{v:,.1f}" if v >= 10 else f"{v:.2f}")
-            ratio = m.ratio()
-            other = "nginx" if key == "pull_vs_nginx" else "distribution"
-            rows.append((m.label, m.unit, fmt(m.median("ours")), fmt(m.median(other)) if other == "distribution"
-                         else f"{fmt(m.median('distribution'))} (nginx)",
-                         "-" if ratio is None else f"{ratio:.2f}x",
-                         "-" if m.floor is None else f">={m.floor}x",
-                         "" if not any(m.errors.values()) else
-                         " / ".join(str(m.errors.get(k, 0)) for k in ("ours", "distribution"))))
-        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines = []
-        for n, row in enumerate(rows):
-            lines.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip())
-            if n == 0:
-                lines.append("  ".join("-" * w for w in widths))
-        lines.append("ratio: ours / distribution (for s and MiB: distribution / ours), so > 1 means ours is better;"
-                     f" median of {self.sizes.runs} run(s)")
-        lines.append("")
+        """The report: the issue's table, server CPU per unit of work, latency, limits, memory, floors."""
+        lines = [_render(self._rows("speed", with_floor=True)),
+                 "ratio: ours / distribution (for s and MiB: distribution / ours), so > 1 means ours is "
+                 f"better; median of {self.sizes.runs} run(s); errors: ours / distribution", ""]
+        if any(m.group == "cpu" for m in self.metrics.values()):
+            lines += ["server CPU (user + system, all processes) per unit of work; ratio > 1: ours uses less",
+                      _render(self._rows("cpu")), ""]
+        if any(m.group == "latency" for m in self.metrics.values()):
+            lines += ["small requests, p99 latency reported by wrk", _render(self._rows("latency")), ""]
         lines.append("machine limits (median):")
         for name, values in self.limits.items():
             lines.append(f"  {name}: {statistics.median(values):,.0f}")
-        lines.append("")
-        lines.append("p99 latency of the small requests (ms, median of runs): " + "; ".join(
-            f"{m.label.replace(' p99 latency', '').split(',')[0]}: ours {m.median('ours'):.2f}, "
-            f"distribution {m.median('distribution'):.2f}"
-            for k, m in self.metrics.items() if k.endswith("_p99")))
-        lines.append("")
-        lines.append("memory (MiB, VmHWM per process, peak of the sampled sum):")
+        lines += ["", "memory (MiB; per process VmHWM, and the peak of the sampled sum):"]
         for name, report in self.rss.items():
             lines.append(f"  {name}: {json.dumps(report)}")
         floors = self.floors()
         if floors:
-            lines.append("")
-            lines.append("floors of issue 6:")
-            for text, ok in floors:
-                lines.append(f"  [{'ok' if ok else 'MISSED'}] {text}")
-        for note in self.notes:
-            lines.append(f"note: {note}")
+            lines += ["", "floors of issue 6:"]
+            lines += [f"  [{'ok' if ok else 'MISSED'}] {text}" for text, ok in floors]
+        lines += [f"note: {note}" for note in self.notes]
+        busy = max(self.load.get("start", (0,))[0], self.load.get("end", (0,))[0])
+        lines.append(f"load average (1 min) at start / end: {self.load['start'][0]:.2f} / "
+                     f"{self.load.get('end', (float('nan'),))[0]:.2f}"
+                     + ("; other work was running on this machine, so rates are noisy: compare the "
+                        "CPU-per-work table" if busy > 1.0 else ""))
         return "\n".join(lines)
+
+    def _rows(self, group: str, with_floor: bool = False) -> list[tuple[str, ...]]:
+        head = ("metric", "unit", "ours", "distribution", "ratio") + (("floor", "errors") if with_floor else ())
+        rows: list[tuple[str, ...]] = [head]
+        for key, m in self.metrics.items():
+            if m.group != group:
+                continue
+            ratio = m.ratio()
+            other = _fmt(m.median("distribution"))
+            if key == "pull_vs_nginx":
+                other += " (nginx)"
+            row: tuple[str, ...] = (m.label, m.unit, _fmt(m.median("ours")), other,
+                                    "-" if ratio is None else f"{ratio:.2f}x")
+            if with_floor:
+                errors = "" if not any(m.errors.values()) else \
+                    " / ".join(str(m.errors.get(k, 0)) for k in ("ours", "distribution"))
+                row += ("-" if m.floor is None else f">={m.floor}x", errors)
+            rows.append(row)
+        return rows
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -457,7 +478,26 @@ class Bench:
             "rss": self.rss,
             "floors": [{"floor": text, "met": ok} for text, ok in self.floors()],
             "notes": self.notes,
+            "load_average": self.load,
         }
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+
+
+def _render(rows: list[tuple[str, ...]]) -> str:
+    """Rows as an aligned text table: text columns left, numbers right, a rule under the head."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        lines.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w)
+                               for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 def _first_line(argv: list[str]) -> str:

@@ -28,6 +28,7 @@ __all__ = [
     "start_distribution",
     "start_nginx",
     "process_tree",
+    "cpu_seconds",
 ]
 
 HERE = Path(__file__).resolve().parent
@@ -93,6 +94,10 @@ class Server:
     def pids(self) -> list[int]:
         """The server's processes: the one we started and all its descendants."""
         return process_tree(self.process.pid)
+
+    def cpu(self) -> float:
+        """CPU seconds the server's processes have used so far."""
+        return cpu_seconds(self.pids())
 
     def stop(self) -> None:
         """Stop the server's process group: SIGTERM, then SIGKILL after a bounded wait."""
@@ -204,6 +209,20 @@ def process_tree(root: int) -> list[int]:
         found.append(pid)
         todo.extend(parents.get(pid, []))
     return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time used so far by the processes ``pids`` (from /proc/<pid>/stat)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(b")") + 2:].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of stat(5)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _status_kib(pid: int, field_name: str) -> int | None:
