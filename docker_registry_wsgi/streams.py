@@ -8,6 +8,7 @@ from werkzeug.exceptions import ClientDisconnected
 from werkzeug.wrappers import Request
 
 from .errors import BlobUploadInvalid, SizeInvalid
+from .gunicorn_input import socket_body
 from .storage.base import BlobReader
 
 __all__ = ["CHUNK_SIZE", "iter_body", "read_small_body", "BoundedReader"]
@@ -20,18 +21,19 @@ def iter_body(request: Request, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]
     """The request body in pieces of at most ``chunk_size``.
 
     Honours ``Content-Length`` and, for ``Transfer-Encoding: chunked`` bodies, the server's
-    ``wsgi.input_terminated`` (werkzeug's ``request.stream`` does both). A body that ends before
-    its declared length is a client error, not a server one.
+    ``wsgi.input_terminated`` (werkzeug's ``request.stream`` does both); under gunicorn a body of
+    known length is received from the socket directly (:mod:`.gunicorn_input`). A body that ends
+    before its declared length is a client error, not a server one.
     """
-    stream = request.stream
-    read = stream.read
+    fast = socket_body(request.environ, chunk_size)
     try:
-        while True:
-            chunk = read(chunk_size)
-            if not chunk:
-                return
+        if fast is not None:
+            yield from fast
+            return
+        read = request.stream.read
+        while chunk := read(chunk_size):
             yield chunk
-    except ClientDisconnected:
+    except (ClientDisconnected, ConnectionError):
         raise BlobUploadInvalid(message="request body ended before its Content-Length") from None
 
 
