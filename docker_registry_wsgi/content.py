@@ -304,7 +304,10 @@ class RegistryContent:
         with; the bytes go to a staging key first, so an unverified blob is never visible.
         """
         staging = f"staging/{upload.id}"
-        self.storage.commit_upload(upload.id, staging, upload.offset)
+        try:
+            self.storage.commit_upload(upload.id, staging, upload.offset)
+        except KeyNotFound:
+            raise BlobUploadUnknown({"upload": upload.id}) from None
         try:
             hasher = new_hasher(digest.algorithm)
             reader = self.storage.open(staging)

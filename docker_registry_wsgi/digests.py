@@ -37,7 +37,7 @@ class Digest:
 
 
 def parse_digest(text: str) -> Digest:
-    """Parse ``text``; :class:`DigestInvalid` if malformed, :class:`Unsupported` if unknown algorithm."""
+    """Parse ``text``; :class:`DigestInvalid` if malformed or of an algorithm the registry lacks."""
     if not isinstance(text, str) or len(text) > 256 or not _GRAMMAR.fullmatch(text):
         raise DigestInvalid({"digest": text[:256] if isinstance(text, str) else None},
                             message="invalid digest")

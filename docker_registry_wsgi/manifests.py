@@ -144,7 +144,7 @@ def parse_manifest(body: bytes, content_type: str | None) -> Manifest:
     annotations = document.get("annotations") or {}
     if not isinstance(annotations, dict):
         raise ManifestInvalid({"field": "annotations"}, message="annotations is not an object")
-    artifact_type = document.get("artifactType")
+    artifact_type = document.get("artifactType") or None
     if artifact_type is not None and not isinstance(artifact_type, str):
         raise ManifestInvalid({"field": "artifactType"}, message="artifactType is not a string")
     if media_type in INDEX_TYPES:
@@ -158,7 +158,7 @@ def parse_manifest(body: bytes, content_type: str | None) -> Manifest:
         config = _descriptor(document["config"], "config")
         blobs = (config, *_descriptors(document, "layers"))
         children = ()
-        if artifact_type is None:
+        if not artifact_type:  # "empty or missing" (distribution spec, "Listing Referrers")
             artifact_type = config.media_type
     return Manifest(
         media_type=media_type,
