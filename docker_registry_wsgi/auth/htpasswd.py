@@ -25,7 +25,7 @@ import bcrypt
 from .base import AccessPolicy
 from .basic import BasicAuth
 
-__all__ = ["HtpasswdAuth", "HtpasswdFile", "hash_form", "md5_crypt"]
+__all__ = ["HtpasswdAuth", "HtpasswdFile", "hash_form"]
 
 _ITOA64 = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 #: Successful checks remembered, so that a client sending Basic on every request does not pay
@@ -59,46 +59,6 @@ def hash_form(hashed: str) -> str:
 SUPPORTED_FORMS = frozenset({"bcrypt", "apr1", "md5-crypt", "sha1"})
 
 
-def _to64(value: int, count: int) -> str:
-    chars = []
-    for _ in range(count):
-        chars.append(_ITOA64[value & 0x3F])
-        value >>= 6
-    return "".join(chars)
-
-
-def md5_crypt(password: bytes, salt: bytes, magic: bytes = b"$apr1$") -> str:
-    """Poul-Henning Kamp's MD5-crypt, as Apache's apr1 (``magic=b"$apr1$"``) and glibc's ``$1$``.
-
-    No maintained library implements apr1 (passlib is unmaintained), so this follows the
-    reference C code step by step; tests pin it to ``htpasswd -m`` and ``openssl passwd`` output.
-    """
-    salt = salt[:8]
-    ctx = hashlib.md5(password + magic + salt)
-    alternate = hashlib.md5(password + salt + password).digest()
-    for remaining in range(len(password), 0, -16):
-        ctx.update(alternate[: min(16, remaining)])
-    length = len(password)
-    while length:
-        ctx.update(b"\0" if length & 1 else password[:1])
-        length >>= 1
-    final = ctx.digest()
-    for i in range(1000):
-        round_ = hashlib.md5()
-        round_.update(password if i & 1 else final)
-        if i % 3:
-            round_.update(salt)
-        if i % 7:
-            round_.update(password)
-        round_.update(final if i & 1 else password)
-        final = round_.digest()
-    encoded = "".join(
-        _to64((final[a] << 16) | (final[b] << 8) | final[c], 4)
-        for a, b, c in ((0, 6, 12), (1, 7, 13), (2, 8, 14), (3, 9, 15), (4, 10, 5))
-    ) + _to64(final[11], 2)
-    return f"{magic.decode()}{salt.decode('ascii', 'replace')}${encoded}"
-
-
 def _check(form: str, password: str, hashed: str) -> bool:
     secret = password.encode("utf-8")
     if form == "bcrypt":
@@ -113,10 +73,14 @@ def _check(form: str, password: str, hashed: str) -> bool:
         computed = "{SHA}" + base64.b64encode(hashlib.sha1(secret).digest()).decode()
         return hmac.compare_digest(computed.encode(), hashed.encode())
     if form in ("apr1", "md5-crypt"):
-        magic = "$apr1$" if form == "apr1" else "$1$"
-        salt = hashed[len(magic):].partition("$")[0]
-        computed = md5_crypt(secret, salt.encode("utf-8"), magic.encode())
-        return hmac.compare_digest(computed.encode("utf-8"), hashed.encode("utf-8"))
+        # libpass (the maintained passlib fork) implements Apache's apr1 and glibc's $1$.
+        from passlib.hash import apr_md5_crypt, md5_crypt
+
+        scheme = apr_md5_crypt if form == "apr1" else md5_crypt
+        try:
+            return bool(scheme.verify(secret, hashed))
+        except ValueError:
+            return False
     return False
 
 

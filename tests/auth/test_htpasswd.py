@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from docker_registry_wsgi.auth.base import Access
-from docker_registry_wsgi.auth.htpasswd import HtpasswdAuth, HtpasswdFile, hash_form, md5_crypt
+from docker_registry_wsgi.auth.htpasswd import HtpasswdAuth, HtpasswdFile, hash_form
 from docker_registry_wsgi.errors import Unauthorized
 
 from .conftest import bcrypt_line, basic, make_request
@@ -34,17 +34,25 @@ APR1_VECTORS = [
 ]
 
 
+def _verifies(tmp_path: Path, hashed: str, password: str) -> bool:
+    path = tmp_path / "htpasswd"
+    path.write_text(f"user:{hashed}\n", encoding="utf-8")
+    return HtpasswdFile(path).verify("user", password) == "user"
+
+
 @pytest.mark.parametrize("password,salt,expected", APR1_VECTORS)
-def test_apr1_known_answers(password: str, salt: str, expected: str) -> None:
-    assert md5_crypt(password.encode(), salt.encode()) == expected
+def test_apr1_known_answers(tmp_path: Path, password: str, salt: str, expected: str) -> None:
+    assert _verifies(tmp_path, expected, password)
+    assert not _verifies(tmp_path, expected, password + "x")
 
 
-def test_md5_crypt_dollar_one_known_answer() -> None:
-    assert md5_crypt(b"secret", b"saltsalt", b"$1$") == "$1$saltsalt$9xy1btjgzLYfb7hivXtC//"
+def test_md5_crypt_dollar_one_known_answer(tmp_path: Path) -> None:
+    assert _verifies(tmp_path, "$1$saltsalt$9xy1btjgzLYfb7hivXtC//", "secret")
+    assert not _verifies(tmp_path, "$1$saltsalt$9xy1btjgzLYfb7hivXtC//", "Secret")
 
 
-def test_md5_crypt_salt_is_cut_at_eight() -> None:
-    assert md5_crypt(b"x", b"abcdefghij") == md5_crypt(b"x", b"abcdefgh")
+def test_malformed_apr1_entry_is_refused_not_raised(tmp_path: Path) -> None:
+    assert not _verifies(tmp_path, "$apr1$abc$not-a-real-hash", "secret")
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl CLI not installed")
@@ -53,13 +61,13 @@ def test_md5_crypt_salt_is_cut_at_eight() -> None:
     password=st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=40),
     salt=st.text("./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", min_size=1, max_size=8),
 )
-def test_apr1_matches_openssl(password: str, salt: str) -> None:
-    """Cross-check against OpenSSL's independent apr1 implementation (password on stdin)."""
+def test_apr1_from_openssl_verifies(tmp_path_factory: pytest.TempPathFactory, password: str, salt: str) -> None:
+    """Hashes made by OpenSSL's independent apr1 implementation verify (password on stdin)."""
     out = subprocess.run(
         ["openssl", "passwd", "-apr1", "-salt", salt, "-stdin"],
         input=password + "\n", capture_output=True, text=True, check=True,
     ).stdout.strip()
-    assert md5_crypt(password.encode(), salt.encode()) == out
+    assert _verifies(tmp_path_factory.mktemp("apr1"), out, password)
 
 
 @pytest.mark.parametrize(
