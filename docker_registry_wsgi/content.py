@@ -463,7 +463,7 @@ class RegistryContent:
 def _page(items: Iterator[str], n: int | None) -> Page:
     if n is None:
         return Page(list(items), False)
-    taken = []
+    taken: list[str] = []
     for item in items:
         if len(taken) == n:
             return Page(taken, True)

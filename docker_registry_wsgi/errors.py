@@ -42,7 +42,8 @@ class RegistryError(Exception):
 
     code: ClassVar[str] = "UNKNOWN"
     status: ClassVar[int] = 400
-    message: ClassVar[str] = "unknown error"
+    #: Default message of the class; an instance may carry its own.
+    message: str = "unknown error"
 
     def __init__(
         self,

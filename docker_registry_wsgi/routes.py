@@ -11,15 +11,12 @@ anchored regular expressions for matching and to format strings for building.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Mapping
+from typing import Mapping
 
 import re
 from urllib.parse import quote
 
 from .auth.base import DELETE, PULL, PUSH
-
-if TYPE_CHECKING:
-    from .handlers.context import Handler
 
 __all__ = ["Route", "Method", "RouteTable", "ROUTES"]
 

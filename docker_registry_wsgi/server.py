@@ -18,7 +18,6 @@ from .app import Registry
 from .auth import config as auth_config
 from .middleware import RegistryMiddleware, WSGIApp
 from .storage import config as storage_config
-from .storage.memory import MemoryStorage
 
 __all__ = ["add_arguments", "build_app", "serve"]
 

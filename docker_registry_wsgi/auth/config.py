@@ -11,15 +11,15 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Mapping
 
+from ..middleware import WSGIApp
 from .base import AccessPolicy, AllowAll, Auth, ReadOnly
 
 __all__ = ["add_arguments", "build", "AUTH_SCHEMES", "ConfigError"]
 
 AUTH_SCHEMES = ("none", "read-only", "htpasswd", "token")
 
-WSGIApp = Callable[..., object]
 
 
 class ConfigError(ValueError):

@@ -387,9 +387,9 @@ class TokenAuth:
     def _check_times(self, claims: Mapping[str, Any]) -> None:
         now = self.clock()
         expires, not_before = claims.get("exp"), claims.get("nbf")
-        if not _is_number(expires):
+        if expires is None or not _is_number(expires):
             raise InvalidToken("malformed exp claim")
-        if now > expires + self.leeway:
+        if now > float(expires) + self.leeway:
             raise InvalidToken("token expired")
         if not_before is not None:
             if not _is_number(not_before):

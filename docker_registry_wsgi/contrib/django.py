@@ -153,7 +153,7 @@ class DjangoUserPolicy:
             action
             for action in access.actions
             if (action in self.permissions and user.has_perm(self.permissions[action]))
-            or (member_of & self.groups.get(action, frozenset()))
+            or not member_of.isdisjoint(self.groups.get(action, ()))
         )
 
 
