@@ -25,6 +25,7 @@ from docker_registry_wsgi.errors import Denied, Unauthorized
 from docker_registry_wsgi.storage import FilesystemStorage, MemoryStorage
 
 from tests.handlers import (
+    RecordingAuth,
     OCI_MANIFEST,
     RegistryClient,
     assert_api_version,
@@ -405,17 +406,6 @@ def test_upload_bodies_that_disagree_with_headers(jailed: tuple[Registry, Path, 
 # -- the auth hook -----------------------------------------------------------------------------
 
 
-class RecordingAuth:
-    """Allows everything and records the access each request asked for."""
-
-    def __init__(self) -> None:
-        self.calls: list[list[Access]] = []
-
-    def authorize(self, request: Request, needed: Sequence[Access]) -> object:
-        self.calls.append(list(needed))
-        return "user"
-
-
 def _repo(name: str, *actions: str) -> Access:
     return Access.repository(name, *actions)
 
@@ -434,7 +424,7 @@ def test_auth_hook_receives_the_access_each_endpoint_needs() -> None:
 
     def needed(method: str, path: str, status: int | str = "*", **kw: Any) -> list[Access]:
         app.request(path, method=method, status=status, **kw)
-        return hook.calls[-1]
+        return hook.last
 
     assert needed("GET", "/v2/", 200) == []
     assert needed("GET", "/v2/_catalog", 200) == [Access("registry", "catalog", frozenset({"*"}))]

@@ -9,7 +9,6 @@ docker-registry-http-api-v2.md "Listing Repositories" / "Pagination".
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -32,19 +31,11 @@ from docker_registry_wsgi.errors import (
     SizeInvalid,
 )
 from docker_registry_wsgi.manifests import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
-from docker_registry_wsgi.storage import FilesystemStorage, KeyNotFound, MemoryStorage, Storage
+from docker_registry_wsgi.storage import FilesystemStorage, KeyNotFound, Storage
 from tests.unit_fixtures import BACKENDS, FAST, QUICK, make_storage, repository_names, sha256, sha512, tags
 
 CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
 LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
-
-
-@pytest.fixture(params=BACKENDS)
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
-    """Each backend the core ships, empty (the filesystem one with fsync, as in production)."""
-    if request.param == "memory":
-        return MemoryStorage()
-    return FilesystemStorage(tmp_path / "registry")
 
 
 @pytest.fixture

@@ -12,12 +12,16 @@ import hashlib
 import io
 import json
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 import webtest
+from werkzeug.wrappers import Request
+
+from docker_registry_wsgi.auth.base import Access
 
 __all__ = [
+    "RecordingAuth",
     "API_VERSION",
     "OCI_MANIFEST",
     "OCI_INDEX",
@@ -322,3 +326,21 @@ def raw_call(
         if close is not None:
             close()
     return RawResponse(captured["status"], captured["headers"], data)
+
+
+class RecordingAuth:
+    """An auth hook that allows everything and records the access each request asked for."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, list[Access]]] = []
+
+    def authorize(self, request: Request, needed: Sequence[Access]) -> object:
+        self.calls.append((request.method, request.path, list(needed)))
+        return "recorded-user"
+
+    def reset(self) -> None:
+        self.calls.clear()
+
+    @property
+    def last(self) -> list[Access]:
+        return self.calls[-1][2]

@@ -3,26 +3,14 @@ through WSGI with WebTest, plus a recording auth hook."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Sequence
 
 import pytest
 import webtest
-from werkzeug.wrappers import Request
 
 from docker_registry_wsgi import Registry
-from docker_registry_wsgi.auth.base import Access
-from docker_registry_wsgi.storage import FilesystemStorage, MemoryStorage, Storage
+from docker_registry_wsgi.storage import Storage
 
-from . import RegistryClient
-
-
-@pytest.fixture(params=["memory", "filesystem"])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
-    """Each handler test runs on both bundled backends."""
-    if request.param == "memory":
-        return MemoryStorage()
-    return FilesystemStorage(tmp_path / "registry-root")
+from . import RecordingAuth, RegistryClient
 
 
 @pytest.fixture
@@ -39,24 +27,6 @@ def app(registry: Registry) -> webtest.TestApp:
 @pytest.fixture
 def client(app: webtest.TestApp) -> RegistryClient:
     return RegistryClient(app)
-
-
-class RecordingAuth:
-    """An auth hook that allows everything and records the access each request asked for."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, str, list[Access]]] = []
-
-    def authorize(self, request: Request, needed: Sequence[Access]) -> object:
-        self.calls.append((request.method, request.path, list(needed)))
-        return "recorded-user"
-
-    def reset(self) -> None:
-        self.calls.clear()
-
-    @property
-    def last(self) -> list[Access]:
-        return self.calls[-1][2]
 
 
 @pytest.fixture
