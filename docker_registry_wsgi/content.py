@@ -442,9 +442,10 @@ class RegistryContent:
 
     def tags(self, name: str, n: int | None, last: str | None) -> Page:
         """Tags of ``name`` in lexical order after ``last``; :class:`NameUnknown` for no repository."""
-        if not self.repository_exists(name):
+        page = _page(self.storage.list(_tags_prefix(name), start_after=last), n)
+        if not page.items and not self.repository_exists(name):
             raise NameUnknown({"name": name})
-        return _page(self.storage.list(_tags_prefix(name), start_after=last), n)
+        return page
 
     def referrers(self, name: str, subject: Digest, artifact_type: str | None) -> list[dict]:
         """Descriptors of the manifests in ``name`` whose ``subject`` is ``subject``."""

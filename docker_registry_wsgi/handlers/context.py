@@ -66,7 +66,7 @@ def respond(
     content_type: str | None = None,
 ) -> Reply:
     """A response; ``headers`` is a mapping or a list of pairs (for repeated headers)."""
-    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    pairs = headers.items() if hasattr(headers, "items") else headers
     return Reply(status, pairs, body, content_type)
 
 

@@ -92,26 +92,32 @@ class FilesystemStorage(Storage):
 
     def list(self, prefix: str, *, start_after: str | None = None) -> Iterator[str]:
         top = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
-        for key in self._walk(top, ""):
-            if start_after is None or key > start_after:
-                yield key
+        keys = self._walk(top, "")
+        if start_after is None:
+            return keys
+        return (key for key in keys if key > start_after)
 
     def _walk(self, folder: str, relative: str) -> Iterator[str]:
+        """Regular files below ``folder`` as keys, in key order."""
         try:
-            entries = list(os.scandir(folder))
+            with os.scandir(folder) as scan:
+                # A folder "a" holds keys "a/...", which sort after "a-b" and "a.b": sort "a/".
+                # Names starting with "~" are uploads and temporary files, never keys.
+                entries = [
+                    (entry.name + "/", entry.path) if entry.is_dir(follow_symlinks=False)
+                    else (entry.name, None)
+                    for entry in scan
+                    if entry.name[0] != "~"
+                    and (entry.is_dir(follow_symlinks=False) or entry.is_file(follow_symlinks=False))
+                ]
         except (FileNotFoundError, NotADirectoryError):
             return
-        # Sort as keys sort: a folder "a" holds keys "a/...", which sort after "a-b" and "a.b".
-        named = sorted(
-            ((e.name + "/" if e.is_dir(follow_symlinks=False) else e.name), e) for e in entries
-        )
-        for name, entry in named:
-            if entry.name.startswith("~"):  # uploads and temporary files, never keys
-                continue
-            if name.endswith("/"):
-                yield from self._walk(entry.path, relative + name)
-            elif entry.is_file(follow_symlinks=False):
-                yield relative + entry.name
+        entries.sort()
+        for name, path in entries:
+            if path is None:
+                yield relative + name
+            else:
+                yield from self._walk(path, relative + name)
 
     def create_upload(self, upload_id: str) -> None:
         with open(self._upload_path(upload_id), "xb"):
