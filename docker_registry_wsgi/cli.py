@@ -9,6 +9,8 @@ from typing import Sequence
 
 from . import __version__
 from .auth.config import ConfigError
+from .content import RegistryContent
+from .storage import config as storage_config
 
 __all__ = ["main"]
 
@@ -29,18 +31,30 @@ def parser() -> argparse.ArgumentParser:
                     "./registry-data, no authentication.",
     )
     add_arguments(serve)
+    purge = commands.add_parser(
+        "purge-uploads", help="cancel upload sessions older than a given age",
+        description="Cancel unfinished upload sessions (and drop their bytes) started more than "
+                    "--older-than hours ago. Uses the same storage options as serve.",
+    )
+    purge.add_argument("--older-than", type=float, default=24.0, metavar="HOURS",
+                       help="age in hours (default 24)")
+    storage_config.add_arguments(purge)
     return top
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.command == "serve":
-        from .server import serve
+    try:
+        if args.command == "serve":
+            from .server import serve
 
-        try:
             serve(args)
-        except (ConfigError, ValueError) as exc:
-            print(f"docker-registry-wsgi: {exc}", file=sys.stderr)
-            return 2
+        elif args.command == "purge-uploads":
+            content = RegistryContent(storage_config.build(args))
+            purged = content.purge_uploads(args.older_than * 3600)
+            print(f"cancelled {len(purged)} upload session(s) older than {args.older_than:g} h")
+    except (ConfigError, ValueError) as exc:
+        print(f"docker-registry-wsgi: {exc}", file=sys.stderr)
+        return 2
     return 0

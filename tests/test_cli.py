@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import webtest
@@ -106,3 +107,16 @@ def test_python_m_without_command_exits_2() -> None:
                             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     assert result.returncode == 2
     assert "serve" in result.stderr
+
+
+def test_purge_uploads_command_cancels_stale_sessions(tmp_path: Path) -> None:
+    """``docker-registry-wsgi purge-uploads`` over the same folder the server uses."""
+    from docker_registry_wsgi.content import RegistryContent
+    from docker_registry_wsgi.storage import FilesystemStorage
+
+    content = RegistryContent(FilesystemStorage(tmp_path))
+    stale = content.start_upload("repo/a")
+    assert main(["purge-uploads", "--root", str(tmp_path), "--older-than", "1"]) == 0
+    assert content.get_upload("repo/a", stale.id)  # younger than an hour: kept
+    assert main(["purge-uploads", "--root", str(tmp_path), "--older-than", "0"]) == 0
+    assert list(FilesystemStorage(tmp_path).list("uploads/")) == []
