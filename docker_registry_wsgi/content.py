@@ -334,6 +334,26 @@ class RegistryContent:
         self.storage.abort_upload(upload.id)
         self.storage.delete(_upload_key(upload.id))
 
+    def purge_uploads(self, older_than: float, *, now: float | None = None) -> list[str]:
+        """Cancel the sessions started more than ``older_than`` seconds ago; return their ids.
+
+        The spec asks registries to time out unfinished uploads ("Cancel a blob upload"); run
+        this from cron or a timer (``docker-registry-wsgi purge-uploads``).
+        """
+        cutoff = (time.time() if now is None else now) - older_than
+        purged = []
+        for upload_id in list(self.storage.list("uploads/")):
+            try:
+                upload = Upload.from_json(upload_id, self.storage.read(_upload_key(upload_id)))
+            except KeyNotFound:
+                continue  # finished or cancelled meanwhile
+            except (ValueError, KeyError):
+                upload = Upload(upload_id, "", "sha256", 0, b"", 0.0)  # unreadable: stale
+            if upload.started < cutoff:
+                self.cancel(upload)
+                purged.append(upload_id)
+        return purged
+
     # -- manifests ------------------------------------------------------------------------------
 
     def _tag(self, name: str, tag: str) -> StoredManifest:

@@ -760,3 +760,18 @@ def test_tags_page_fewer_only_at_the_end(content: RegistryContent) -> None:
     assert (page.items, page.more) == (["t4"], False)
     page = content.tags("r", 5, None)
     assert (page.items, page.more) == (["t0", "t1", "t2", "t3", "t4"], False)
+
+
+def test_purge_uploads_cancels_only_old_sessions(content: RegistryContent) -> None:
+    """Spec "Cancel a blob upload": the server SHOULD eventually time out unfinished uploads."""
+    old = content.start_upload("purge/me")
+    content.append(old, [b"abc"])
+    fresh = content.start_upload("purge/me")
+    purged = content.purge_uploads(3600, now=old.started + 7200)
+    assert old.id in purged and fresh.id in purged  # both older than an hour at that "now"
+    assert content.purge_uploads(3600) == []
+    kept = content.start_upload("purge/me")
+    assert content.purge_uploads(3600) == []
+    assert content.get_upload("purge/me", kept.id).offset == 0
+    with pytest.raises(BlobUploadUnknown):
+        content.get_upload("purge/me", old.id)
