@@ -111,6 +111,7 @@ class SeaweedFS:
     region: str = "us-east-1"
     s3_port: int = 0
     process: subprocess.Popen[bytes] | None = None
+    ports: list[int] = field(default_factory=list)
 
     @property
     def endpoint_url(self) -> str:
@@ -142,6 +143,7 @@ class SeaweedFS:
         )
         (master, filer, volume, s3, admin), grpc = _free_ports(5), _free_ports(4)
         self.s3_port = s3
+        self.ports = [master, filer, volume, s3, admin, *grpc] + [p + 10000 for p in (master, filer, volume, admin)]
         args = [
             self.weed,
             "mini",
@@ -236,6 +238,11 @@ class SeaweedFS:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=30)
+        # weed leaves gRPC unix sockets named after its ports in the temp folder.
+        for port in self.ports:
+            for path in Path(tempfile.gettempdir()).glob(f"seaweedfs-*-{port}.sock"):
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
     def log_tail(self, lines: int = 40) -> str:
         """The end of the server's log, for failure messages."""
