@@ -526,6 +526,8 @@ def environment(args: argparse.Namespace) -> dict[str, object]:
         "distribution": _first_line([args.registry_binary, "--version"]),
         "nginx": _first_line([args.nginx_binary, "-v"]),
         "wrk": _first_line(["wrk", "-v"]), "curl": _first_line(["curl", "--version"]),
+        "checkout": _first_line(["git", "-C", str(Path(__file__).resolve().parent.parent),
+                                 "describe", "--always", "--dirty"]),
     }
 
 
