@@ -79,6 +79,8 @@ def json_response(ctx: Context, document: Any, headers: Mapping[str, str] | None
 
 def pagination(ctx: Context) -> tuple[int | None, str | None]:
     """The ``n`` and ``last`` query parameters of a listing (spec "Listing Tags")."""
+    if not ctx.request.environ.get("QUERY_STRING"):
+        return None, None
     raw_n = ctx.request.args.get("n")
     last = ctx.request.args.get("last") or None
     if raw_n is None or raw_n == "":
