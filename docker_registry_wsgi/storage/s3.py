@@ -150,6 +150,8 @@ class S3Storage(Storage):
         copy_part_size: int = 512 * MiB,
         copy_concurrency: int = 4,
         max_pool_connections: int = 32,
+        request_timeout: float = 20.0,
+        copy_timeout: float = 600.0,
     ) -> None:
         if not bucket:
             raise ValueError("an S3 bucket name is required")
@@ -175,27 +177,44 @@ class S3Storage(Storage):
         self.copy_concurrency = max(1, copy_concurrency)
         self._credentials = (access_key, secret_key, session_token)
         self._max_pool_connections = max_pool_connections
+        self._timeouts = (request_timeout, copy_timeout)
         self._given_client = client
         self._client_lock = threading.Lock()
         self._client_pid = -1
-        self._own_client: Any = None
+        self._own_clients: tuple[Any, Any] = (None, None)
 
     # -- the client -------------------------------------------------------------------------
 
     @property
     def client(self) -> Any:
-        """The boto3 S3 client of this process."""
+        """The boto3 S3 client of this process, for requests the store answers promptly.
+
+        Its read timeout is short (``request_timeout``): an S3-compatible store under load can
+        leave a request unanswered while serving new ones (seen with SeaweedFS under 32
+        concurrent pushes), and every request made through it is idempotent, so botocore's
+        retry on a fresh connection is the cure.
+        """
+        return self._clients()[0]
+
+    @property
+    def slow_client(self) -> Any:
+        """The client for server-side copies and multipart completion, which may take minutes."""
+        return self._clients()[1]
+
+    def _clients(self) -> tuple[Any, Any]:
         if self._given_client is not None:
-            return self._given_client
+            return self._given_client, self._given_client
         pid = os.getpid()
         if self._client_pid != pid:
             with self._client_lock:
                 if self._client_pid != pid:
-                    self._own_client = self._make_client()
+                    self._own_clients = tuple(  # type: ignore[assignment]
+                        self._make_client(timeout) for timeout in self._timeouts
+                    )
                     self._client_pid = pid
-        return self._own_client
+        return self._own_clients
 
-    def _make_client(self) -> Any:
+    def _make_client(self, read_timeout: float) -> Any:
         import boto3
         from botocore.config import Config
 
@@ -206,7 +225,7 @@ class S3Storage(Storage):
             s3={"addressing_style": "path"} if self.endpoint_url else {},
             retries={"max_attempts": 5, "mode": "standard"},
             connect_timeout=10,
-            read_timeout=300,
+            read_timeout=read_timeout,
             max_pool_connections=self._max_pool_connections,
             # Extra checksums only where S3 requires them: many S3-compatible stores reject
             # the newer default trailing checksums.
@@ -225,9 +244,10 @@ class S3Storage(Storage):
 
     def close(self) -> None:
         with self._client_lock:
-            client, self._own_client, self._client_pid = self._own_client, None, -1
-        if client is not None and hasattr(client, "close"):
-            client.close()
+            clients, self._own_clients, self._client_pid = self._own_clients, (None, None), -1
+        for client in clients:
+            if client is not None and hasattr(client, "close"):
+                client.close()
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -450,7 +470,7 @@ class S3Storage(Storage):
             staging = self._upload_prefix(upload_id) + "data"
             parts = [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(state.etags, 1)]
             if state.tail is not None:
-                response = self.client.upload_part_copy(
+                response = self.slow_client.upload_part_copy(
                     Bucket=self.bucket,
                     Key=staging,
                     UploadId=state.multipart_id,
@@ -461,7 +481,7 @@ class S3Storage(Storage):
                     {"PartNumber": len(parts) + 1, "ETag": response["CopyPartResult"]["ETag"]}
                 )
             try:
-                self.client.complete_multipart_upload(
+                self.slow_client.complete_multipart_upload(
                     Bucket=self.bucket,
                     Key=staging,
                     UploadId=state.multipart_id,
@@ -480,7 +500,7 @@ class S3Storage(Storage):
         """Copy ``source`` to ``target`` inside the bucket, without the bytes leaving S3."""
         copy_source = {"Bucket": self.bucket, "Key": source}
         if size <= self.copy_threshold:
-            self.client.copy_object(Bucket=self.bucket, Key=target, CopySource=copy_source)
+            self.slow_client.copy_object(Bucket=self.bucket, Key=target, CopySource=copy_source)
             return
         part = max(self.copy_part_size, -(-size // MAX_PARTS))
         ranges = [(start, min(start + part, size) - 1) for start in range(0, size, part)]
@@ -490,7 +510,7 @@ class S3Storage(Storage):
 
         def copy_part(numbered: tuple[int, tuple[int, int]]) -> dict[str, Any]:
             number, (first, last) = numbered
-            response = self.client.upload_part_copy(
+            response = self.slow_client.upload_part_copy(
                 Bucket=self.bucket,
                 Key=target,
                 UploadId=multipart_id,
@@ -503,7 +523,7 @@ class S3Storage(Storage):
         try:
             with ThreadPoolExecutor(min(self.copy_concurrency, len(ranges))) as pool:
                 parts = list(pool.map(copy_part, enumerate(ranges, 1)))
-            self.client.complete_multipart_upload(
+            self.slow_client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=target,
                 UploadId=multipart_id,
