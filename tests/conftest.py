@@ -8,6 +8,9 @@ import pytest
 
 from docker_registry_wsgi.storage import FilesystemStorage, MemoryStorage, Storage
 
+#: SeaweedFS (a real S3-compatible store) for every folder that needs one: ``seaweedfs``, ``s3_bucket``.
+pytest_plugins = ["tests.support.seaweedfs"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 

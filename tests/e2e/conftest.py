@@ -20,15 +20,19 @@ _LOG_OFFSET = pytest.StashKey[int]()
 _TRANSCRIPT = pytest.StashKey[list[str]]()
 
 
-@pytest.fixture(scope="module")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    """The standalone registry on filesystem storage in an empty temporary folder.
+@pytest.fixture(scope="module", params=["filesystem", "s3"])
+def registry(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """The standalone registry on empty storage: a temporary folder, then an S3 bucket prefix.
 
     Two worker processes, so that consecutive requests of one upload land on different
     processes (upload state must live in the storage); ``--access-log`` for the test reports.
+    The S3 flavour runs on the session's SeaweedFS (issue 5: the client tests pass on S3 too).
     """
-    base = tmp_path_factory.mktemp("registry")
-    with RegistryServer(base / "data", extra_args=["--workers", "2", "--access-log"],
+    base = tmp_path_factory.mktemp(f"registry-{request.param}")
+    storage_args: list[str] = []
+    if request.param == "s3":
+        storage_args = request.getfixturevalue("s3_bucket").server_args("e2e-" + base.name)
+    with RegistryServer(base / "data", extra_args=["--workers", "2", "--access-log", *storage_args],
                         log_path=base / "registry.log", show_log_on_stop=False) as server:
         yield server
 

@@ -13,7 +13,7 @@ from typing import Iterator
 import pytest
 
 from tests.scaleout.hosts import PART_SIZE, Hosts
-from tests.support.seaweedfs import S3Bucket, s3_bucket, seaweedfs  # noqa: F401 - fixtures
+from tests.support.seaweedfs import S3Bucket
 from tests.support.servers import RegistryServer
 
 @pytest.fixture(scope="module", params=["s3", "filesystem"])
