@@ -25,15 +25,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
-from .digests import (
-    BackgroundHasher,
-    Digest,
-    Hasher,
-    digest_bytes,
-    new_hasher,
-    parse_digest,
-    restore_hasher,
-)
+from .digests import Digest, Hasher, digest_bytes, new_hasher, parse_digest, restore_hasher
 from .errors import (
     BlobUnknown,
     BlobUploadInvalid,
@@ -137,38 +129,23 @@ def _upload_key(upload_id: str) -> str:
     return f"uploads/{upload_id}"
 
 
-#: Bodies larger than this are hashed on a second thread (see :class:`BackgroundHasher`).
-_INLINE_HASH_LIMIT = 4 * 1024 * 1024
-
-
 class _Hashing:
-    """Feeds every chunk to a hasher and counts bytes on the way to storage; no copies.
-
-    The hasher is complete once iteration has ended, whichever way it ended.
-    """
+    """Feeds every chunk to a hasher and counts bytes on the way to storage; no copies."""
 
     def __init__(self, chunks: Iterable[bytes], hasher: Hasher, limit: int | None) -> None:
         self.chunks, self.hasher, self.limit, self.count = chunks, hasher, limit, 0
 
     def __iter__(self) -> Iterator[bytes]:
         update = self.hasher.update
-        background: BackgroundHasher | None = None
-        try:
-            for chunk in self.chunks:
-                self.count += len(chunk)
-                if self.limit is not None and self.count > self.limit:
-                    raise SizeInvalid({"expected": self.limit}, message="body longer than declared")
-                if background is None and self.count > _INLINE_HASH_LIMIT:
-                    background = BackgroundHasher(self.hasher)
-                    update = background.update
-                update(chunk)
-                yield chunk
-            if self.limit is not None and self.count != self.limit:
-                raise SizeInvalid({"expected": self.limit, "received": self.count},
-                                  message="body shorter than declared")
-        finally:
-            if background is not None:
-                background.join()
+        for chunk in self.chunks:
+            self.count += len(chunk)
+            if self.limit is not None and self.count > self.limit:
+                raise SizeInvalid({"expected": self.limit}, message="body longer than declared")
+            update(chunk)
+            yield chunk
+        if self.limit is not None and self.count != self.limit:
+            raise SizeInvalid({"expected": self.limit, "received": self.count},
+                              message="body shorter than declared")
 
 
 class RegistryContent:

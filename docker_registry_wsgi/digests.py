@@ -8,9 +8,7 @@ hashes at hashlib speed and can resume in another process, so an upload's bytes 
 from __future__ import annotations
 
 import hashlib
-import queue
 import re
-import threading
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -18,15 +16,7 @@ from rehashes import PySha256, PySha512
 
 from .errors import DigestInvalid, Unsupported
 
-__all__ = [
-    "Digest",
-    "Hasher",
-    "BackgroundHasher",
-    "parse_digest",
-    "new_hasher",
-    "restore_hasher",
-    "digest_bytes",
-]
+__all__ = ["Digest", "Hasher", "parse_digest", "new_hasher", "restore_hasher", "digest_bytes"]
 
 #: digest ::= algorithm ":" encoded (OCI image spec, descriptor.md "Digests").
 _GRAMMAR = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
@@ -92,42 +82,3 @@ def restore_hasher(algorithm: str, state: bytes) -> Hasher:
 def digest_bytes(data: bytes, algorithm: str = "sha256") -> Digest:
     """The digest of a small in-memory object (a manifest)."""
     return Digest(algorithm, hashlib.new(check_algorithm(algorithm), data).hexdigest())
-
-
-class BackgroundHasher:
-    """Feeds a hasher from a second thread, so hashing overlaps receiving and writing the bytes.
-
-    The socket reads and file writes of an upload release the GIL while they copy; with the hash
-    on another thread, a large body costs closer to the longer of the two than to their sum. The
-    queue is bounded (``depth`` chunks in flight), so memory stays bounded. Call :meth:`join`
-    before reading the hasher's state.
-    """
-
-    def __init__(self, hasher: Hasher, depth: int = 4) -> None:
-        self.hasher = hasher
-        self._chunks: queue.Queue[bytes | None] = queue.Queue(depth)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="upload-hasher", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        update = self.hasher.update
-        while (chunk := self._chunks.get()) is not None:
-            if self._error is None:
-                try:
-                    update(chunk)
-                except BaseException as exc:  # reported by join(), in the request's thread
-                    self._error = exc
-
-    def update(self, chunk: bytes) -> None:
-        self._chunks.put(chunk)
-
-    def join(self) -> Hasher:
-        """Wait until every chunk is hashed; return the hasher."""
-        if self._thread.is_alive():
-            self._chunks.put(None)
-            self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self.hasher
-

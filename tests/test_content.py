@@ -762,22 +762,6 @@ def test_tags_page_fewer_only_at_the_end(content: RegistryContent) -> None:
     assert (page.items, page.more) == (["t0", "t1", "t2", "t3", "t4"], False)
 
 
-def test_large_chunks_are_hashed_in_the_background_and_verified(content: RegistryContent) -> None:
-    """Bodies over 4 MiB are hashed on a second thread; the session state and digest stay right."""
-    blob = bytes(range(256)) * (40 * 1024)  # 10 MiB
-    upload = content.start_upload("big/blob")
-    mib = 1 << 20
-    content.append(upload, (blob[i : i + mib] for i in range(0, 6 * mib, mib)), start=0)
-    upload = content.get_upload("big/blob", upload.id)
-    assert upload.offset == 6 * mib
-    rest = blob[6 * mib :]
-    size = content.finish(upload, parse_digest(sha256(blob)), (rest[i : i + mib] for i in range(0, len(rest), mib)))
-    assert size == len(blob)
-    with pytest.raises(DigestInvalid):
-        other = content.start_upload("big/blob")
-        content.finish(other, parse_digest(sha256(blob)), iter([blob[:-1] + b"x"]))
-
-
 def test_purge_uploads_cancels_only_old_sessions(content: RegistryContent) -> None:
     """Spec "Cancel a blob upload": the server SHOULD eventually time out unfinished uploads."""
     old = content.start_upload("purge/me")

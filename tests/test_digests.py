@@ -209,23 +209,3 @@ def test_serialize_does_not_disturb_the_running_hash(algorithm: str, data: bytes
     hasher.serialize()
     hasher.update(data[cut:])
     assert hasher.finalize() == hashlib.new(algorithm, data).hexdigest()
-
-
-def test_background_hasher_equals_hashlib_over_many_chunks() -> None:
-    """Hashing on a second thread (large uploads) gives the digest of the bytes, in order."""
-    from docker_registry_wsgi.digests import BackgroundHasher, new_hasher
-
-    chunks = [bytes([i]) * (100_000 + i) for i in range(64)]
-    background = BackgroundHasher(new_hasher("sha256"), depth=4)
-    for chunk in chunks:
-        background.update(chunk)
-    assert background.join().finalize() == hashlib.sha256(b"".join(chunks)).hexdigest()
-
-
-def test_background_hasher_reports_a_hashing_error_on_join() -> None:
-    from docker_registry_wsgi.digests import BackgroundHasher, new_hasher
-
-    background = BackgroundHasher(new_hasher("sha256"))
-    background.update("not bytes")  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
-        background.join()
