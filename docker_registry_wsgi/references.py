@@ -13,10 +13,12 @@ from typing import Union
 from .digests import Digest, parse_digest
 from .errors import NameInvalid, TagInvalid
 
-__all__ = ["parse_name", "parse_tag", "parse_reference", "is_digest", "Reference", "MAX_NAME_LENGTH"]
+__all__ = ["NAME_PATTERN", "parse_name", "parse_tag", "parse_reference", "is_digest", "Reference", "MAX_NAME_LENGTH"]
 
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
-_NAME = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+#: The repository name grammar as a regular expression, for grammars that embed it (scopes).
+NAME_PATTERN = rf"{_COMPONENT}(?:/{_COMPONENT})*"
+_NAME = re.compile(NAME_PATTERN)
 _TAG = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}")
 
 #: Clients limit ``host[:port]/name`` to 255 characters; distribution caps the name itself at 255.

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
+from ..references import NAME_PATTERN
 from .base import Access
 
 __all__ = [
@@ -29,9 +30,9 @@ __all__ = [
 ]
 
 _TYPE = re.compile(r"([a-z0-9]+)(?:\(([a-z0-9]+)\))?")
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _HOST = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])(?:\.(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9]))*(?::[0-9]+)?"
-_NAME = re.compile(rf"(?:{_HOST}/)?{_COMPONENT}(?:/{_COMPONENT})*")
+#: A scope's name may carry the registry's host (token spec, "Resource Scope Grammar").
+_NAME = re.compile(rf"(?:{_HOST}/)?{NAME_PATTERN}")
 _ACTION = re.compile(r"[a-z]*|\*")
 #: RFC 7230 ``token`` characters.
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
