@@ -16,7 +16,6 @@ import logging
 import os
 import secrets
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
@@ -24,6 +23,7 @@ import bcrypt
 
 from .base import AccessPolicy
 from .basic import BasicAuth
+from .credentials import CachedPasswordCheck
 
 __all__ = ["HtpasswdAuth", "HtpasswdFile", "hash_form"]
 
@@ -31,6 +31,8 @@ _ITOA64 = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 #: Successful checks remembered, so that a client sending Basic on every request does not pay
 #: a bcrypt round each time; keyed by an HMAC under a per-instance random key.
 CACHE_SIZE = 256
+#: How long a successful check is remembered; a change of the file forgets at once.
+CACHE_SECONDS = 300.0
 
 
 def hash_form(hashed: str) -> str:
@@ -111,8 +113,9 @@ class HtpasswdFile:
         self.log = logger or logging.getLogger(__name__)
         self._lock = threading.Lock()
         self._snapshot = _Snapshot((-1, -1, -1), {})
-        self._cache: OrderedDict[bytes, None] = OrderedDict()
-        self._cache_key = secrets.token_bytes(32)
+        # bcrypt is slow on purpose and clients send the password with every request.
+        self._checked = CachedPasswordCheck(self._check_entry, ttl=CACHE_SECONDS,
+                                            max_entries=CACHE_SIZE)
         # Checked against when the user is unknown, so that the answer takes as long as for a
         # known user with a wrong password and does not reveal which users exist.
         self._decoy = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(rounds=5))
@@ -148,7 +151,7 @@ class HtpasswdFile:
                 return self._snapshot.entries
             entries = self._parse(data)
             self._snapshot = _Snapshot(signature, entries)
-            self._cache.clear()
+            self._checked.forget()
             self.log.info("loaded %d users from htpasswd file %s", len(entries), self.path)
             return entries
 
@@ -187,8 +190,16 @@ class HtpasswdFile:
         return list(self._reload())
 
     def verify(self, username: str, password: str) -> str | None:
-        """``username`` if the password matches the file's entry, else ``None``."""
-        hashed = self._reload().get(username)
+        """``username`` if the password matches the file's entry, else ``None``.
+
+        The file is re-read first if it changed, which also forgets remembered passwords.
+        """
+        self._reload()
+        identity = self._checked(username, password)
+        return username if identity is not None else None
+
+    def _check_entry(self, username: str, password: str) -> str | None:
+        hashed = self._snapshot.entries.get(username)
         if hashed is None:
             bcrypt.checkpw(password.encode("utf-8")[:72], self._decoy)
             return None
@@ -199,21 +210,7 @@ class HtpasswdFile:
                 "supported (use bcrypt: htpasswd -B)", username, form,
             )
             return None
-        key = hmac.new(
-            self._cache_key, b"\0".join(s.encode("utf-8") for s in (username, hashed, password)),
-            hashlib.sha256,
-        ).digest()
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return username
-        if not _check(form, password, hashed):
-            return None
-        with self._lock:
-            self._cache[key] = None
-            while len(self._cache) > CACHE_SIZE:
-                self._cache.popitem(last=False)
-        return username
+        return username if _check(form, password, hashed) else None
 
 
 class HtpasswdAuth(BasicAuth):

@@ -27,7 +27,7 @@ In ``settings.py``::
 :func:`django.contrib.auth.authenticate` (so every configured authentication backend applies,
 and inactive users are refused). Clients send the password with every request and Django's
 hashers are slow on purpose (about 2 s a check on a small machine), so a successful check is
-remembered for ``CREDENTIAL_CACHE_SECONDS`` (see :mod:`.credentials`); a password change, a
+remembered for ``CREDENTIAL_CACHE_SECONDS`` (see :mod:`docker_registry_wsgi.auth.credentials`); a password change, a
 deactivation or a permission change reaches a cached login when its entry expires. A user may do what a permission (``user.has_perm``, which
 covers permissions given through groups, and superusers) or a group membership grants;
 without ``PERMISSIONS`` and ``GROUPS`` only superusers may use the registry. ``POLICY`` (an
@@ -53,7 +53,7 @@ from ..auth.base import DELETE, PULL, PUSH, Access, AccessPolicy, Auth
 from ..auth.basic import BasicAuth
 from ..middleware import RegistryMiddleware, WSGIApp
 from . import ConfigurationError, build_registry
-from .credentials import CachedPasswordCheck
+from ..auth.credentials import CachedPasswordCheck
 
 __all__ = ["with_registry", "registry_from_settings", "DjangoUserPolicy", "django_auth", "check_password"]
 

@@ -20,7 +20,7 @@ from typing import Any, Mapping
 from flask import Flask
 
 from docker_registry_wsgi.auth.basic import BasicAuth
-from docker_registry_wsgi.contrib.credentials import CachedPasswordCheck
+from docker_registry_wsgi.auth.credentials import CachedPasswordCheck
 from docker_registry_wsgi.contrib.flask import DockerRegistry
 
 from . import users, views

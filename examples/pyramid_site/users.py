@@ -20,7 +20,7 @@ from typing import Any, Mapping
 
 from docker_registry_wsgi.auth.base import DELETE, PULL, PUSH, Access
 from docker_registry_wsgi.auth.basic import BasicAuth
-from docker_registry_wsgi.contrib.credentials import CachedPasswordCheck
+from docker_registry_wsgi.auth.credentials import CachedPasswordCheck
 
 #: The registry actions each group grants.
 GROUP_ACTIONS: dict[str, frozenset[str]] = {

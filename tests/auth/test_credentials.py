@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from docker_registry_wsgi.contrib.credentials import CachedPasswordCheck
+from docker_registry_wsgi.auth.credentials import CachedPasswordCheck
 
 
 class Clock:
