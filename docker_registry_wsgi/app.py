@@ -20,13 +20,10 @@ from .errors import MethodNotAllowed, NameInvalid, NotFound, RegistryError
 from .handlers.context import Context, Handler
 from .references import parse_name
 from .responses import Reply
-from .routes import ROUTES, Method, Route, RouteTable
+from .routes import REGISTRY_PREFIX, ROUTES, Method, Route, RouteTable, is_registry_path
 from .storage.base import InvalidKey, Storage
 
 __all__ = ["Registry"]
-
-_PREFIX = "/v2"
-
 
 class _InternalError(RegistryError):
     code, status, message = "UNKNOWN", 500, "internal server error"
@@ -110,10 +107,10 @@ class Registry:
         """``(path of /v2 as the client sees it, path below /v2)`` for root or mounted use."""
         script = environ.get("SCRIPT_NAME", "").rstrip("/")
         path = environ.get("PATH_INFO", "")
-        if script.endswith(_PREFIX):
+        if script.endswith(REGISTRY_PREFIX):
             return script, path or "/"
-        if path == _PREFIX or path.startswith(_PREFIX + "/"):
-            return script + _PREFIX, path[len(_PREFIX) :] or "/"
+        if is_registry_path(path):
+            return script + REGISTRY_PREFIX, path[len(REGISTRY_PREFIX) :] or "/"
         raise NotFound({"path": path[:200]}, message="the registry API lives below /v2/")
 
     @staticmethod

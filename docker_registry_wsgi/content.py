@@ -193,8 +193,9 @@ class RegistryContent:
             raise BlobUnknown({"digest": str(digest)}) from None
 
     def open_blob(self, name: str, digest: Digest, offset: int = 0) -> BlobReader:
-        self.stat_blob(name, digest)
+        """The bytes of a blob linked into ``name``, from ``offset``; :class:`BlobUnknown` otherwise."""
         try:
+            self.storage.size(_layer_key(name, digest))
             return self.storage.open(_blob_key(digest), offset)
         except KeyNotFound:
             raise BlobUnknown({"digest": str(digest)}) from None

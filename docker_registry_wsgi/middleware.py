@@ -18,18 +18,11 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable
 
+from .routes import REGISTRY_PREFIX, is_registry_path
+
 __all__ = ["RegistryMiddleware", "WSGIApp", "is_registry_path", "mounted_environ", "REGISTRY_PREFIX"]
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
-
-#: The path every registry client calls, fixed by the Docker Registry HTTP API V2.
-REGISTRY_PREFIX = "/v2"
-
-
-def is_registry_path(path_info: str) -> bool:
-    """Whether ``path_info`` is ``/v2`` or below it (``/v2x`` and ``/v20/...`` are not)."""
-    return path_info == REGISTRY_PREFIX or path_info.startswith(REGISTRY_PREFIX + "/")
-
 
 def mounted_environ(environ: dict[str, Any], prefix: str) -> dict[str, Any]:
     """A copy of ``environ`` for an app mounted at ``prefix``, whose ``PATH_INFO`` starts with it.

@@ -18,7 +18,15 @@ from urllib.parse import quote
 
 from .auth.base import DELETE, PULL, PUSH
 
-__all__ = ["Route", "Method", "RouteTable", "ROUTES"]
+__all__ = ["Route", "Method", "RouteTable", "ROUTES", "REGISTRY_PREFIX", "is_registry_path"]
+
+#: The path every registry client calls, fixed by the Docker Registry HTTP API V2.
+REGISTRY_PREFIX = "/v2"
+
+
+def is_registry_path(path: str) -> bool:
+    """Whether ``path`` is ``/v2`` or below it (``/v2x`` and ``/v20/...`` are not)."""
+    return path == REGISTRY_PREFIX or path.startswith(REGISTRY_PREFIX + "/")
 
 
 _PARAM = re.compile(r"<(\w+)>")

@@ -9,12 +9,12 @@ disk first and refuses bodies over 1 GiB by default).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 from typing import Any, Callable, Iterable
 
 from .app import Registry
+from .errors import NotFound
 from .auth import config as auth_config
 from .middleware import RegistryMiddleware, WSGIApp
 from .storage import config as storage_config
@@ -43,10 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str] | None = 
 
 
 def _not_found(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    body = json.dumps({"errors": [{"code": "UNSUPPORTED", "message": "not found"}]}).encode()
-    start_response("404 Not Found", [("Content-Type", "application/json"),
-                                     ("Content-Length", str(len(body)))])
-    return [body]
+    """Paths beside ``/v2`` and the extra apps: the registry's own 404 error."""
+    return NotFound({"path": environ.get("PATH_INFO", "")[:200]}).response()(environ, start_response)
 
 
 def build_app(namespace: argparse.Namespace) -> WSGIApp:
