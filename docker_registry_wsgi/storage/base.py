@@ -96,7 +96,7 @@ class Storage(ABC):
         """Return a small object's whole content; :class:`KeyNotFound` if it is missing."""
 
     @abstractmethod
-    def write(self, key: str, data: bytes) -> None:
+    def write(self, key: str, data: bytes | bytearray | memoryview) -> None:
         """Create or replace a small object atomically: readers see the old or the new bytes."""
 
     @abstractmethod

@@ -101,14 +101,11 @@ def build(namespace: argparse.Namespace) -> Storage:
         return FilesystemStorage(namespace.root)
     if kind == "s3":
         if not namespace.s3_bucket:
-            raise SystemExit("--storage s3 needs --s3-bucket (or REGISTRY_S3_BUCKET)")
+            raise ValueError("--storage s3 needs --s3-bucket (or REGISTRY_S3_BUCKET)")
         if bool(namespace.s3_access_key) != bool(namespace.s3_secret_key):
-            raise SystemExit("--s3-access-key and --s3-secret-key go together")
-        from .s3 import S3Storage
+            raise ValueError("--s3-access-key and --s3-secret-key go together")
+        from .s3 import DEFAULT_PART_SIZE, S3Storage
 
-        options: dict[str, object] = {}
-        if getattr(namespace, "s3_part_size", None):
-            options["part_size"] = namespace.s3_part_size
         return S3Storage(
             namespace.s3_bucket,
             prefix=namespace.s3_prefix or "",
@@ -117,6 +114,6 @@ def build(namespace: argparse.Namespace) -> Storage:
             access_key=namespace.s3_access_key,
             secret_key=namespace.s3_secret_key,
             redirect=namespace.s3_redirect,
-            **options,
+            part_size=getattr(namespace, "s3_part_size", None) or DEFAULT_PART_SIZE,
         )
-    raise SystemExit(f"unknown storage backend: {kind!r}")
+    raise ValueError(f"unknown storage backend: {kind!r}")

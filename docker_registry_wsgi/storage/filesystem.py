@@ -51,7 +51,7 @@ class FilesystemStorage(Storage):
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
             raise KeyNotFound(key) from None
 
-    def write(self, key: str, data: bytes) -> None:
+    def write(self, key: str, data: bytes | bytearray | memoryview) -> None:
         path = self._path(key)
         folder = os.path.dirname(path)
         os.makedirs(folder, exist_ok=True)

@@ -33,7 +33,7 @@ class MemoryStorage(Storage):
         except KeyError:
             raise KeyNotFound(key) from None
 
-    def write(self, key: str, data: bytes) -> None:
+    def write(self, key: str, data: bytes | bytearray | memoryview) -> None:
         self._objects[check_key(key)] = bytes(data)
 
     def size(self, key: str) -> int:

@@ -20,6 +20,7 @@ size a lookup, and a failed write leaves the previous state untouched.
 
 from __future__ import annotations
 
+import builtins
 import io
 import json
 import os
@@ -29,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from heapq import heappop, heappush
-from typing import TYPE_CHECKING, Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from .base import (
     BlobReader,
@@ -41,15 +42,13 @@ from .base import (
     check_upload_id,
 )
 
-if TYPE_CHECKING:  # boto3 is an optional extra; import it only when an S3Storage is made.
-    from botocore.exceptions import ClientError
-
 __all__ = ["S3Storage", "UploadInfo", "MIN_PART_SIZE", "MAX_PARTS"]
 
 MiB = 1 << 20
 GiB = 1 << 30
 #: S3's smallest part (all parts but the last of a multipart upload).
 MIN_PART_SIZE = 5 * MiB
+DEFAULT_PART_SIZE = 8 * MiB
 #: S3's most parts per multipart upload.
 MAX_PARTS = 10_000
 #: S3's largest single-request copy (CopyObject) and largest part.
@@ -145,7 +144,7 @@ class S3Storage(Storage):
         client: Any = None,
         redirect: bool = False,
         redirect_expires: int = 1200,
-        part_size: int = 8 * MiB,
+        part_size: int = DEFAULT_PART_SIZE,
         copy_threshold: int = MAX_COPY_SIZE,
         copy_part_size: int = 512 * MiB,
         copy_concurrency: int = 4,
@@ -270,7 +269,7 @@ class S3Storage(Storage):
         with response["Body"] as body:
             return body.read()
 
-    def write(self, key: str, data: bytes) -> None:
+    def write(self, key: str, data: bytes | bytearray | memoryview) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=bytes(data))
 
     def size(self, key: str) -> int:
@@ -591,7 +590,7 @@ class S3Storage(Storage):
         for upload_id in sorted(seen):
             yield UploadInfo(upload_id, seen[upload_id], tuple(multipart.get(upload_id, ())))
 
-    def purge_uploads(self, older_than: timedelta, *, now: datetime | None = None) -> list[str]:
+    def purge_uploads(self, older_than: timedelta, *, now: datetime | None = None) -> builtins.list[str]:
         """Abort the uploads untouched for ``older_than``; return their identifiers."""
         cutoff = (now or datetime.now(timezone.utc)) - older_than
         purged = []

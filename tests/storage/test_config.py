@@ -62,12 +62,12 @@ def test_build_memory_and_filesystem(tmp_path: Path) -> None:
 
 
 def test_s3_needs_a_bucket() -> None:
-    with pytest.raises(SystemExit, match="--s3-bucket"):
+    with pytest.raises(ValueError, match="--s3-bucket"):
         config.build(parse(["--storage", "s3"]))
 
 
 def test_s3_keys_go_together() -> None:
-    with pytest.raises(SystemExit, match="together"):
+    with pytest.raises(ValueError, match="together"):
         config.build(parse(["--storage", "s3", "--s3-bucket", "b", "--s3-access-key", "ak"]))
 
 
