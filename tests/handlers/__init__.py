@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
@@ -22,6 +23,7 @@ from docker_registry_wsgi.auth.base import Access
 
 __all__ = [
     "RecordingAuth",
+    "next_link",
     "API_VERSION",
     "OCI_MANIFEST",
     "OCI_INDEX",
@@ -195,17 +197,10 @@ class RegistryClient:
         }
         if include_media_type:
             document["mediaType"] = media_type
-        if subject is not None:
-            document["subject"] = dict(subject)
-        if artifact_type is not None:
-            document["artifactType"] = artifact_type
-        if annotations:
-            document["annotations"] = dict(annotations)
-        body = canonical(document)
-        digest = sha256(body)
-        response = self.put_manifest(name, tag or digest, body, media_type)
-        assert response.headers["Docker-Content-Digest"] == digest
-        return Image(name, digest, body, media_type, blobs, response)
+        image = self._push_document(name, tag, document, media_type, blobs, subject,
+                                    artifact_type, annotations)
+        assert image.response.headers["Docker-Content-Digest"] == image.digest
+        return image
 
     def push_index(
         self,
@@ -224,6 +219,21 @@ class RegistryClient:
             "mediaType": media_type,
             "manifests": [descriptor(child.media_type, child.body) for child in children],
         }
+        return self._push_document(name, tag, document, media_type, {}, subject, artifact_type,
+                                   annotations)
+
+    def _push_document(
+        self,
+        name: str,
+        tag: str | None,
+        document: dict[str, Any],
+        media_type: str,
+        blobs: dict[str, bytes],
+        subject: Mapping[str, Any] | None,
+        artifact_type: str | None,
+        annotations: Mapping[str, str] | None,
+    ) -> Image:
+        """Add the optional fields, PUT the manifest by ``tag`` (else by digest), return it."""
         if subject is not None:
             document["subject"] = dict(subject)
         if artifact_type is not None:
@@ -233,7 +243,7 @@ class RegistryClient:
         body = canonical(document)
         digest = sha256(body)
         response = self.put_manifest(name, tag or digest, body, media_type)
-        return Image(name, digest, body, media_type, {}, response)
+        return Image(name, digest, body, media_type, blobs, response)
 
 
 @dataclass
@@ -344,3 +354,14 @@ class RecordingAuth:
     @property
     def last(self) -> list[Access]:
         return self.calls[-1][2]
+
+
+def next_link(response: webtest.TestResponse) -> str | None:
+    """The target of a ``Link: <...>; rel="next"`` header, or ``None`` without one."""
+    link = response.headers.get("Link")
+    if link is None:
+        return None
+    match = re.fullmatch(r'<([^>]+)>;\s*rel="next"', link)
+    assert match, link
+    return match[1]
+

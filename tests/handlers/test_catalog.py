@@ -4,12 +4,11 @@ paginated like oci-distribution-spec.md "Listing Tags"."""
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 import webtest
 
-from . import RegistryClient, assert_api_version, assert_error, path_of
+from . import RegistryClient, assert_api_version, assert_error, next_link, path_of
 
 REPOSITORIES = ["lib/app", "lib/app/sub", "a", "a-b/c", "zeta", "lib/zz", "b.c", "lib_x/y"]
 
@@ -19,15 +18,6 @@ def repositories(client: RegistryClient) -> list[str]:
     for name in REPOSITORIES:
         client.push_blob(name, b"content of " + name.encode())
     return sorted(REPOSITORIES)
-
-
-def _next(response: webtest.TestResponse) -> str | None:
-    link = response.headers.get("Link")
-    if link is None:
-        return None
-    match = re.fullmatch(r'<([^>]+)>;\s*rel="next"', link)
-    assert match, link
-    return match[1]
 
 
 def test_catalog_empty_registry(app: webtest.TestApp) -> None:
@@ -58,7 +48,7 @@ def test_catalog_pagination_with_link(app: webtest.TestApp, repositories: list[s
     while url is not None:
         response = app.get(path_of(url), status=200)
         page = json.loads(response.body)["repositories"]
-        url = _next(response)
+        url = next_link(response)
         if url is not None:
             assert len(page) == n
             assert url.startswith("http://localhost/v2/_catalog?")

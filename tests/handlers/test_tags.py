@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 import webtest
 
-from . import RegistryClient, assert_api_version, assert_error, path_of
+from . import RegistryClient, assert_api_version, assert_error, next_link, path_of
 
 TAGS = ["v1", "A", "latest", "B2", "_x", "1.0", "a-b", "a.b", "a_b", "zz"]
 
@@ -19,15 +18,6 @@ def tagged(client: RegistryClient) -> list[str]:
     for tag in TAGS:
         client.put_manifest("lib/app", tag, image.body, image.media_type)
     return sorted(TAGS)
-
-
-def _next(response: webtest.TestResponse) -> str | None:
-    link = response.headers.get("Link")
-    if link is None:
-        return None
-    match = re.fullmatch(r'<([^>]+)>;\s*rel="next"', link)
-    assert match, link
-    return match[1]
 
 
 def test_end_8a_list_in_lexical_order(app: webtest.TestApp, tagged: list[str]) -> None:
@@ -71,7 +61,7 @@ def test_end_8b_pagination_follows_link_to_the_end(app: webtest.TestApp, tagged:
         response = app.get(path_of(url), status=200)
         page = json.loads(response.body)["tags"]
         pages += 1
-        url = _next(response)
+        url = next_link(response)
         if url is not None:
             assert len(page) == n
             assert url.startswith("http://localhost/v2/lib/app/tags/list?")
