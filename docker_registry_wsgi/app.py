@@ -16,12 +16,19 @@ from werkzeug.wrappers import Request
 
 from .auth.base import PULL, Access, AllowAll, Auth
 from .content import RegistryContent
-from .errors import MethodNotAllowed, NameInvalid, NotFound, RegistryError
+from .errors import (
+    InsufficientStorage,
+    MethodNotAllowed,
+    NameInvalid,
+    NotFound,
+    RegistryError,
+    Unavailable,
+)
 from .handlers.context import Context, Handler
 from .references import parse_name
 from .responses import Reply
 from .routes import REGISTRY_PREFIX, ROUTES, Method, Route, RouteTable, is_registry_path
-from .storage.base import InvalidKey, Storage
+from .storage.base import InvalidKey, Storage, StorageFull, StorageUnavailable
 
 __all__ = ["Registry"]
 
@@ -71,6 +78,12 @@ class Registry:
             response = error.response()
         except InvalidKey as exc:
             response = NameInvalid({"key": str(exc)[:200]}).response()
+        except StorageFull as exc:
+            self.logger.error("storage full serving %s %s: %s", request.method, request.path, exc)
+            response = InsufficientStorage().response()
+        except StorageUnavailable as exc:
+            self.logger.error("storage unavailable serving %s %s: %s", request.method, request.path, exc)
+            response = Unavailable().response()
         except Exception:
             self.logger.exception("error serving %s %s", request.method, request.path)
             response = _InternalError().response()

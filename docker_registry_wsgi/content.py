@@ -13,7 +13,10 @@ Layout of the keys (all below the storage's root)::
     repositories/<name>/_manifests/tags/<tag>            {"digest", "mediaType", "size"} of the tagged manifest
     repositories/<name>/_referrers/<alg>/<hex>/<alg>:<hex>  descriptor of a manifest whose subject is <alg>:<hex>
     catalog/<name with "/" as "+">                       the repository exists
-    uploads/<id>                                         upload state: repository, offset, hash state
+
+An upload session is one storage upload whose recorded ``meta`` (repository, algorithm, hash
+state) is stored together with the bytes it describes, so the digest verified at the end is
+the digest of exactly the bytes committed (see :class:`~.storage.Storage`).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from .digests import Digest, Hasher, digest_bytes, new_hasher, parse_digest, res
 from .errors import (
     BlobUnknown,
     BlobUploadInvalid,
+    BlobUploadBusy,
     BlobUploadUnknown,
     DigestInvalid,
     ManifestBlobUnknown,
@@ -39,14 +43,25 @@ from .errors import (
 )
 from .manifests import Manifest, parse_manifest
 from .references import Reference
-from .storage.base import BlobReader, KeyNotFound, Storage, UploadOffsetMismatch
+from .storage.base import (
+    BlobReader,
+    KeyNotFound,
+    Storage,
+    StorageError,
+    UploadConflict,
+    UploadState,
+)
 
 __all__ = ["RegistryContent", "Upload", "StoredManifest", "Page"]
 
 
 @dataclass
 class Upload:
-    """The recorded state of an upload session: everything needed to continue it anywhere."""
+    """An upload session as last recorded: everything needed to continue it anywhere.
+
+    ``version`` names the recorded bytes in the storage; ``hash_state`` is the running hash of
+    exactly those bytes, recorded with them in one step.
+    """
 
     id: str
     name: str
@@ -54,29 +69,36 @@ class Upload:
     offset: int
     hash_state: bytes
     started: float
+    version: str
 
-    def to_json(self) -> bytes:
+    def record(self, hash_state: bytes) -> bytes:
+        """The session's ``meta`` for the storage, with ``hash_state`` as its running hash."""
         return json.dumps(
             {
                 "name": self.name,
                 "algorithm": self.algorithm,
-                "offset": self.offset,
-                "hash": base64.b64encode(self.hash_state).decode(),
+                "hash": base64.b64encode(hash_state).decode(),
                 "started": self.started,
             }
         ).encode()
 
     @classmethod
-    def from_json(cls, upload_id: str, data: bytes) -> "Upload":
-        doc = json.loads(data)
+    def from_state(cls, upload_id: str, state: UploadState) -> "Upload":
+        doc = json.loads(state.meta)
         return cls(
             upload_id,
             doc["name"],
             doc["algorithm"],
-            doc["offset"],
+            state.size,
             base64.b64decode(doc["hash"]),
             doc["started"],
+            state.version,
         )
+
+    def advance(self, state: UploadState) -> None:
+        """Take ``state`` (a newer record of this session) as the current one."""
+        current = Upload.from_state(self.id, state)
+        self.offset, self.hash_state, self.version = current.offset, current.hash_state, current.version
 
 
 @dataclass(frozen=True)
@@ -125,8 +147,8 @@ def _catalog_key(name: str) -> str:
     return "catalog/" + name.replace("/", "+")
 
 
-def _upload_key(upload_id: str) -> str:
-    return f"uploads/{upload_id}"
+#: Prefixes of upload state kept by earlier versions of this module; purging removes them.
+_LEGACY_UPLOAD_PREFIXES = ("uploads/", "staging/")
 
 
 class _Hashing:
@@ -224,43 +246,51 @@ class RegistryContent:
 
     def start_upload(self, name: str, algorithm: str = "sha256") -> Upload:
         hasher = new_hasher(algorithm)
-        upload = Upload(secrets.token_urlsafe(24), name, algorithm, 0, hasher.serialize(), time.time())
-        self.storage.create_upload(upload.id)
-        self._save(upload)
+        upload = Upload(secrets.token_urlsafe(24), name, algorithm, 0, b"", time.time(), "")
+        state = self.storage.create_upload(upload.id, upload.record(hasher.serialize()))
+        upload.advance(state)
         return upload
-
-    def _save(self, upload: Upload) -> None:
-        self.storage.write(_upload_key(upload.id), upload.to_json())
 
     def get_upload(self, name: str, upload_id: str) -> Upload:
         """The session ``upload_id`` of repository ``name``; :class:`BlobUploadUnknown` otherwise."""
         try:
-            upload = Upload.from_json(upload_id, self.storage.read(_upload_key(upload_id)))
-        except (KeyNotFound, ValueError, KeyError):
+            upload = Upload.from_state(upload_id, self.storage.upload_state(upload_id))
+        except (KeyNotFound, StorageError, ValueError, KeyError):
             raise BlobUploadUnknown({"upload": upload_id}) from None
         if upload.name != name:  # sessions are bound to their repository
             raise BlobUploadUnknown({"upload": upload_id})
         return upload
 
+    def _conflict(self, upload: Upload) -> Exception:
+        """The error for a request that lost a race on ``upload``, which now shows the current state."""
+        try:
+            upload.advance(self.storage.upload_state(upload.id))
+        except (KeyNotFound, StorageError):
+            return BlobUploadUnknown({"upload": upload.id})
+        return RangeInvalid(
+            {"offset": upload.offset},
+            message="the upload changed or is in use by another request; continue from its Range",
+        )
+
     def _write(self, upload: Upload, chunks: Iterable[bytes], length: int | None) -> Hasher:
         hasher = restore_hasher(upload.algorithm, upload.hash_state)
         stream = _Hashing(chunks, hasher, length)
         try:
-            size = self.storage.write_upload(upload.id, upload.offset, stream)
+            state = self.storage.write_upload(
+                upload.id, upload.version, stream, lambda: upload.record(hasher.serialize())
+            )
         except KeyNotFound:
             raise BlobUploadUnknown({"upload": upload.id}) from None
-        except UploadOffsetMismatch:
-            raise BlobUploadInvalid({"upload": upload.id},
-                                    message="the storage cannot continue this upload") from None
-        if size != upload.offset + stream.count:
+        except UploadConflict:
+            raise self._conflict(upload) from None
+        if state.size != upload.offset + stream.count:
             raise BlobUploadInvalid({"upload": upload.id}, message="storage size mismatch")
-        upload.offset = size
-        upload.hash_state = hasher.serialize()
+        upload.advance(state)
         return hasher
 
     def append(self, upload: Upload, chunks: Iterable[bytes], *, start: int | None = None,
                length: int | None = None) -> Upload:
-        """Add a chunk at the end of the upload and record the new state.
+        """Add a chunk at the end of the upload and record the new state with its hash.
 
         ``start`` (from ``Content-Range``) must equal the current offset, else
         :class:`RangeInvalid` (416) and nothing changes.
@@ -268,14 +298,15 @@ class RegistryContent:
         if start is not None and start != upload.offset:
             raise RangeInvalid({"offset": upload.offset, "start": start})
         self._write(upload, chunks, length)
-        self._save(upload)
         return upload
 
     def finish(self, upload: Upload, digest: Digest, chunks: Iterable[bytes] | None = None, *,
                start: int | None = None, length: int | None = None) -> int:
         """Take the last chunk (if any), verify the digest and make the blob visible in the repository.
 
-        On a digest mismatch the upload is dropped and nothing is stored (DIGEST_INVALID).
+        The bytes committed are those of the version whose hash was verified: a write that
+        raced in between makes the commit fail (416) rather than commit other bytes. On a digest
+        mismatch the upload is dropped and nothing is stored (DIGEST_INVALID).
         """
         if start is not None and start != upload.offset:
             raise RangeInvalid({"offset": upload.offset, "start": start})
@@ -284,91 +315,107 @@ class RegistryContent:
         else:
             hasher = restore_hasher(upload.algorithm, upload.hash_state)
         if digest.algorithm != upload.algorithm:
-            self._commit_rehashed(upload, digest)
+            actual = self._rehash(upload, digest.algorithm)
         else:
             actual = Digest(upload.algorithm, hasher.finalize())
-            if actual != digest:
-                self.cancel(upload)
-                raise DigestInvalid({"expected": str(digest), "actual": str(actual)})
-            try:
-                self.storage.commit_upload(upload.id, _blob_key(digest), upload.offset)
-            except KeyNotFound:
-                raise BlobUploadUnknown({"upload": upload.id}) from None
-        self.storage.delete(_upload_key(upload.id))
+        if actual != digest:
+            self._drop(upload)
+            raise DigestInvalid({"expected": str(digest), "actual": str(actual)})
+        try:
+            self.storage.commit_upload(upload.id, upload.version, _blob_key(digest))
+        except KeyNotFound:
+            raise BlobUploadUnknown({"upload": upload.id}) from None
+        except UploadConflict:
+            raise self._conflict(upload) from None
         self._link_blob(upload.name, digest)
         return upload.offset
 
-    def _commit_rehashed(self, upload: Upload, digest: Digest) -> None:
-        """Verify a digest of another algorithm than the session's by reading the bytes once more.
+    def push_blob(self, name: str, digest: Digest, chunks: Iterable[bytes],
+                  length: int | None = None) -> int:
+        """A monolithic upload (``POST ?digest=``): the whole blob in one call, no session left behind."""
+        upload = self.start_upload(name, digest.algorithm)
+        try:
+            return self.finish(upload, digest, chunks, length=length)
+        except BaseException:
+            self._drop(upload)
+            raise
+
+    def _rehash(self, upload: Upload, algorithm: str) -> Digest:
+        """The digest in another algorithm than the session's, by reading its bytes once more.
 
         Only for clients that close a session with a different algorithm than they opened it
-        with; the bytes go to a staging key first, so an unverified blob is never visible.
+        with. The storage reads exactly the bytes of the session's version, which is then the
+        one committed.
         """
-        staging = f"staging/{upload.id}"
         try:
-            self.storage.commit_upload(upload.id, staging, upload.offset)
+            reader = self.storage.open_upload(upload.id, upload.version)
         except KeyNotFound:
             raise BlobUploadUnknown({"upload": upload.id}) from None
+        except UploadConflict:
+            raise self._conflict(upload) from None
+        hasher = new_hasher(algorithm)
         try:
-            hasher = new_hasher(digest.algorithm)
-            reader = self.storage.open(staging)
-            try:
-                while chunk := reader.read(1 << 20):
-                    hasher.update(chunk)
-            finally:
-                reader.close()
-            if Digest(digest.algorithm, hasher.finalize()) != digest:
-                self.storage.delete(_upload_key(upload.id))
-                raise DigestInvalid({"expected": str(digest)})
-            copy_id = secrets.token_urlsafe(24)
-            self.storage.create_upload(copy_id)
-            reader = self.storage.open(staging)
-            try:
-                size = self.storage.write_upload(copy_id, 0, iter(lambda: reader.read(1 << 20), b""))
-            finally:
-                reader.close()
-            self.storage.commit_upload(copy_id, _blob_key(digest), size)
+            while chunk := reader.read(1 << 20):
+                hasher.update(chunk)
         finally:
-            self.storage.delete(staging)
+            reader.close()
+        return Digest(algorithm, hasher.finalize())
+
+    def _drop(self, upload: Upload) -> None:
+        """Abort a failed session; one held by another request is left for that request or purging."""
+        try:
+            self.storage.abort_upload(upload.id)
+        except UploadConflict:
+            pass
 
     def cancel(self, upload: Upload) -> None:
-        self.storage.abort_upload(upload.id)
-        self.storage.delete(_upload_key(upload.id))
+        """Drop the session and its bytes; :class:`BlobUploadBusy` while another request writes it."""
+        try:
+            self.storage.abort_upload(upload.id)
+        except UploadConflict:
+            raise BlobUploadBusy({"upload": upload.id}) from None
 
-    def purge_uploads(self, older_than: float, *, now: float | None = None) -> list[str]:
-        """Cancel the sessions started more than ``older_than`` seconds ago; return their ids.
+    def purge_uploads(self, idle: float, *, now: float | None = None) -> list[str]:
+        """Cancel the sessions with no activity for ``idle`` seconds and reclaim every leftover.
 
         The spec asks registries to time out unfinished uploads ("Cancel a blob upload"); run
-        this from cron or a timer (``docker-registry-wsgi purge-uploads``).
+        this from cron or a timer (``docker-registry-wsgi purge-uploads``). Activity is the last
+        byte or state written, so a long upload that is still sending is kept. The storage also
+        drops its own leftovers (temporary files, orphaned multipart uploads); state kept by
+        earlier versions of this registry is removed.
         """
-        cutoff = (time.time() if now is None else now) - older_than
-        purged = []
-        for upload_id in list(self.storage.list("uploads/")):
-            try:
-                upload = Upload.from_json(upload_id, self.storage.read(_upload_key(upload_id)))
-            except KeyNotFound:
-                continue  # finished or cancelled meanwhile
-            except (ValueError, KeyError):
-                upload = Upload(upload_id, "", "sha256", 0, b"", 0.0)  # unreadable: stale
-            if upload.started < cutoff:
-                self.cancel(upload)
-                purged.append(upload_id)
+        purged = self.storage.purge_uploads(idle, now=now)
+        for prefix in _LEGACY_UPLOAD_PREFIXES:
+            for key in list(self.storage.list(prefix)):
+                self.storage.delete(prefix + key)
         return purged
 
     # -- manifests ------------------------------------------------------------------------------
 
     def _tag(self, name: str, tag: str) -> StoredManifest:
+        """What a tag points to, as the tag records it (not checked against the manifest)."""
         try:
             doc = json.loads(self.storage.read(_tags_prefix(name) + tag))
         except KeyNotFound:
             raise ManifestUnknown({"tag": tag}) from None
         return StoredManifest(parse_digest(doc["digest"]), doc["mediaType"], doc["size"])
 
+    def _resolve_tag(self, name: str, tag: str) -> StoredManifest:
+        """The manifest a tag points to, if that manifest is still in the repository.
+
+        A tag left pointing at a deleted manifest (a crash between the two writes of a racing
+        put and delete) reads as no tag at all.
+        """
+        stored = self._tag(name, tag)
+        if not self._exists(_revision_key(name, stored.digest)):
+            raise ManifestUnknown({"tag": tag})
+        return stored
+
     def resolve(self, name: str, reference: Reference) -> Digest:
         """The digest a tag points to (a digest resolves to itself)."""
         if isinstance(reference, Digest):
             return reference
-        return self._tag(name, reference).digest
+        return self._resolve_tag(name, reference).digest
 
     def stat_manifest(self, name: str, reference: Reference) -> StoredManifest:
         """Digest, media type and size of a manifest, without reading it.
@@ -376,7 +423,7 @@ class RegistryContent:
         A tag carries them itself (a manifest never changes, and deleting it deletes its tags).
         """
         if isinstance(reference, str):
-            return self._tag(name, reference)
+            return self._resolve_tag(name, reference)
         try:
             link = json.loads(self.storage.read(_revision_key(name, reference)))
         except KeyNotFound:
@@ -411,31 +458,55 @@ class RegistryContent:
         ]
         if missing:
             raise ManifestBlobUnknown({"digests": missing[:20]})
-        self.storage.write(_blob_key(digest), body)
+        # A manifest is kept with the blobs (content-addressed, never replaced) but linked only
+        # as a revision: it is not a layer, so deleting it leaves no path that serves it.
+        self.storage.write(_blob_key(digest), body, if_absent=True)
         link: dict[str, object] = {"mediaType": manifest.media_type, "size": len(body)}
         if manifest.subject is not None:
             link["subject"] = str(manifest.subject.digest)
-            descriptor: dict[str, object] = {
-                "mediaType": manifest.media_type,
-                "digest": str(digest),
-                "size": len(body),
-            }
-            if manifest.artifact_type:
-                descriptor["artifactType"] = manifest.artifact_type
-            if manifest.annotations:
-                descriptor["annotations"] = manifest.annotations
-            self.storage.write(
-                _referrers_prefix(name, manifest.subject.digest) + str(digest),
-                json.dumps(descriptor).encode(),
-            )
-        self.storage.write(_revision_key(name, digest), json.dumps(link).encode())
-        self._link_blob(name, digest)
+        revision = _revision_key(name, digest)
+        self.storage.write(revision, json.dumps(link).encode())
+        self._register(name)
+        referrer = self._add_referrer(name, digest, manifest, len(body))
         tag_doc = json.dumps(
             {"digest": str(digest), "mediaType": manifest.media_type, "size": len(body)}
         ).encode()
-        for tag in ([reference] if isinstance(reference, str) else []) + list(tags):
+        tagged = ([reference] if isinstance(reference, str) else []) + list(tags)
+        for tag in tagged:
             self.storage.write(_tags_prefix(name) + tag, tag_doc)
+        if (tagged or referrer) and not self._exists(revision):
+            # A delete of this digest removed the revision after we wrote it, and may have
+            # looked for tags and referrers before ours existed: take ours back, as it would have.
+            self._untag(name, tagged, digest)
+            if referrer:
+                self.storage.delete(referrer)
         return digest, manifest
+
+    def _add_referrer(self, name: str, digest: Digest, manifest: Manifest, size: int) -> str | None:
+        """Index a manifest under its ``subject`` (spec "Listing Referrers"); the key written."""
+        if manifest.subject is None:
+            return None
+        descriptor: dict[str, object] = {
+            "mediaType": manifest.media_type,
+            "digest": str(digest),
+            "size": size,
+        }
+        if manifest.artifact_type:
+            descriptor["artifactType"] = manifest.artifact_type
+        if manifest.annotations:
+            descriptor["annotations"] = manifest.annotations
+        key = _referrers_prefix(name, manifest.subject.digest) + str(digest)
+        self.storage.write(key, json.dumps(descriptor).encode())
+        return key
+
+    def _untag(self, name: str, tags: Iterable[str], digest: Digest) -> None:
+        """Remove those of ``tags`` that point to ``digest``."""
+        for tag in tags:
+            try:
+                if self._tag(name, tag).digest == digest:
+                    self.storage.delete(_tags_prefix(name) + tag)
+            except ManifestUnknown:
+                continue
 
     def delete_manifest(self, name: str, reference: Reference) -> None:
         """By tag: remove the tag. By digest: remove the manifest, its tags and its referrer entry."""
@@ -448,16 +519,14 @@ class RegistryContent:
             link = json.loads(self.storage.read(key))
         except KeyNotFound:
             raise ManifestUnknown({"digest": str(reference)}) from None
-        for tag in list(self.storage.list(_tags_prefix(name))):
-            try:
-                if self._tag(name, tag).digest == reference:
-                    self.storage.delete(_tags_prefix(name) + tag)
-            except ManifestUnknown:
-                continue
+        # The revision goes first: from then on no tag resolves to the manifest, and a put that
+        # tags it after our listing below sees the revision gone and takes its tag back.
+        self.storage.delete(key)
+        self.storage.delete(_layer_key(name, reference))  # linked as a layer by earlier versions
+        self._untag(name, list(self.storage.list(_tags_prefix(name))), reference)
         if "subject" in link:
             subject = parse_digest(link["subject"])
             self.storage.delete(_referrers_prefix(name, subject) + str(reference))
-        self.storage.delete(key)
 
     # -- listings -------------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ __all__ = [
     "BlobUnknown",
     "BlobUploadInvalid",
     "BlobUploadUnknown",
+    "BlobUploadBusy",
     "DigestInvalid",
     "ManifestBlobUnknown",
     "ManifestInvalid",
@@ -34,6 +35,8 @@ __all__ = [
     "NotFound",
     "RangeNotSatisfiable",
     "TooManyRequests",
+    "InsufficientStorage",
+    "Unavailable",
     "API_VERSION_HEADER",
 ]
 
@@ -91,6 +94,12 @@ class RangeInvalid(BlobUploadInvalid):
 
 class BlobUploadUnknown(RegistryError):
     code, status, message = "BLOB_UPLOAD_UNKNOWN", 404, "blob upload unknown to registry"
+
+
+class BlobUploadBusy(BlobUploadInvalid):
+    """The session is being written by another request right now (409); nothing changed."""
+
+    status, message = 409, "the upload is in use by another request"
 
 
 class DigestInvalid(RegistryError):
@@ -170,3 +179,22 @@ class NotFound(Unsupported):
 
 class TooManyRequests(RegistryError):
     code, status, message = "TOOMANYREQUESTS", 429, "too many requests"
+
+
+class Unavailable(RegistryError):
+    """The storage refuses writes for now (read-only); the client may retry (503, ``Retry-After``).
+
+    ``UNAVAILABLE`` is distribution's code for this (its ``errcode.ErrorCodeUnavailable``).
+    """
+
+    code, status, message = "UNAVAILABLE", 503, "the registry's storage refuses writes; retry later"
+
+    def __init__(self, detail: Any = None, **kw: Any) -> None:
+        super().__init__(detail, **kw)
+        self.headers.setdefault("Retry-After", "60")
+
+
+class InsufficientStorage(Unavailable):
+    """The storage is full (507, RFC 4918); an upload session stays as it was and can be resumed."""
+
+    status, message = 507, "the registry's storage is full; retry when space is freed"

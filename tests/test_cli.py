@@ -119,4 +119,4 @@ def test_purge_uploads_command_cancels_stale_sessions(tmp_path: Path) -> None:
     assert main(["purge-uploads", "--root", str(tmp_path), "--older-than", "1"]) == 0
     assert content.get_upload("repo/a", stale.id)  # younger than an hour: kept
     assert main(["purge-uploads", "--root", str(tmp_path), "--older-than", "0"]) == 0
-    assert list(FilesystemStorage(tmp_path).list("uploads/")) == []
+    assert list(FilesystemStorage(tmp_path).list_uploads()) == []

@@ -69,11 +69,11 @@ def start_upload(ctx: Context) -> Reply:
     if digest_param is not None:
         digest = parse_digest(digest_param)
         algorithm = digest.algorithm
-    upload = ctx.content.start_upload(name, check_algorithm(algorithm))
     if digest_param is not None and (mount is None or has_body(ctx.request)):
         _, length = _chunk_bounds(ctx)
-        ctx.content.finish(upload, digest, iter_body(ctx.request), length=length)
+        ctx.content.push_blob(name, digest, iter_body(ctx.request), length=length)
         return _created(ctx, name, str(digest))
+    upload = ctx.content.start_upload(name, check_algorithm(algorithm))
     headers = _session_headers(ctx, upload)
     min_chunk = ctx.content.storage.min_chunk_size
     if min_chunk:

@@ -8,21 +8,43 @@ written in consecutive pieces and finally committed to a key in one step.
 
 Keys are ``/``-separated paths whose components match ``[A-Za-z0-9._+:=-]+`` and are neither
 ``.`` nor ``..``; :func:`check_key` is the one validator, and every backend calls it.
+
+Concurrency contract (a registry is a store of record; the shipped
+:class:`~docker_registry_wsgi.testing.StorageSuite` checks each point with deterministic
+interleavings):
+
+* **One key.** :meth:`Storage.write` is atomic: a reader sees the old bytes or the new ones.
+  With ``if_absent=True`` it never replaces an existing object, whatever runs beside it.
+* **One upload.** Every recorded state of an upload has a *version* naming exactly its bytes,
+  and the caller's record (``meta``, e.g. the running hash) is stored in the same step as the
+  bytes it describes, so the two cannot disagree. A write or commit names the version it
+  continues from; one that does not name the current version fails with
+  :class:`UploadConflict`, and of several writes from one version at most one is recorded. A
+  backend may also refuse (never wait) while another request holds the upload.
+* **Committed content never changes.** Committing onto an existing key keeps the existing
+  object. No write of the upload that began before, during or after the commit can reach the
+  committed object.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from abc import ABC, abstractmethod
-from typing import Iterable, Iterator, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator, Protocol, runtime_checkable
 
 __all__ = [
     "Storage",
     "BlobReader",
+    "UploadState",
+    "UploadInfo",
     "StorageError",
+    "StorageFull",
+    "StorageUnavailable",
     "KeyNotFound",
     "InvalidKey",
-    "UploadOffsetMismatch",
+    "UploadConflict",
     "check_key",
     "check_upload_id",
 ]
@@ -44,8 +66,19 @@ class InvalidKey(StorageError, ValueError):
     """The key is not of the protocol's form; raised before any I/O."""
 
 
-class UploadOffsetMismatch(StorageError):
-    """``write_upload`` was asked to continue from an offset the backend cannot continue from."""
+class UploadConflict(StorageError):
+    """The upload is not at the version the caller named, or another request holds it now.
+
+    Nothing was recorded; the upload's current state is unchanged by this call.
+    """
+
+
+class StorageFull(StorageError):
+    """The store has no room for the bytes (``ENOSPC``, a quota); nothing partial was recorded."""
+
+
+class StorageUnavailable(StorageError):
+    """The store refuses writes for now (a read-only filesystem); retry later."""
 
 
 def check_key(key: str) -> str:
@@ -77,12 +110,31 @@ class BlobReader(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class UploadState:
+    """One recorded state of an upload: its size, the version naming those bytes, the caller's record."""
+
+    size: int
+    version: str
+    meta: bytes
+
+
+@dataclass(frozen=True)
+class UploadInfo:
+    """An upload (or a backend's leftover of one) and when it last changed, for purging."""
+
+    upload_id: str
+    #: Seconds since the epoch of the last byte or state written.
+    last_activity: float
+
+
 class Storage(ABC):
     """A place to keep objects by key and to run uploads; see the module docstring.
 
-    Small objects (tags, links, manifests, upload state) go through :meth:`read` and
-    :meth:`write`; large ones only through :meth:`open` and the upload methods, so that no blob
-    is ever held in memory. Every method may raise :class:`InvalidKey` for a bad key.
+    Small objects (tags, links, manifests) go through :meth:`read` and :meth:`write`; large ones
+    only through :meth:`open` and the upload methods, so that no blob is ever held in memory.
+    Every method may raise :class:`InvalidKey` for a bad key, :class:`StorageFull` or
+    :class:`StorageUnavailable` when the store cannot take writes.
     """
 
     #: Smallest chunk (bytes) the backend wants per ``write_upload`` except the last; 0 if any.
@@ -96,8 +148,11 @@ class Storage(ABC):
         """Return a small object's whole content; :class:`KeyNotFound` if it is missing."""
 
     @abstractmethod
-    def write(self, key: str, data: bytes | bytearray | memoryview) -> None:
-        """Create or replace a small object atomically: readers see the old or the new bytes."""
+    def write(self, key: str, data: bytes | bytearray | memoryview, *, if_absent: bool = False) -> bool:
+        """Create or replace a small object atomically: readers see the old or the new bytes.
+
+        With ``if_absent``, an existing object is kept as it is. Return whether ``data`` was written.
+        """
 
     @abstractmethod
     def size(self, key: str) -> int:
@@ -125,31 +180,73 @@ class Storage(ABC):
     # -- uploads ------------------------------------------------------------------------------
 
     @abstractmethod
-    def create_upload(self, upload_id: str) -> None:
-        """Start an empty upload under a fresh identifier chosen by the caller."""
+    def create_upload(self, upload_id: str, meta: bytes) -> UploadState:
+        """Start an empty upload under a fresh identifier chosen by the caller, recording ``meta``.
 
-    @abstractmethod
-    def write_upload(self, upload_id: str, offset: int, chunks: Iterable[bytes]) -> int:
-        """Store ``chunks`` after the first ``offset`` bytes of the upload; return the new size.
-
-        ``offset`` is the size the caller last recorded. Bytes the backend holds beyond it (from
-        a write whose result was never recorded) are discarded, or, if the backend cannot do
-        that, :class:`UploadOffsetMismatch` is raised. If iterating ``chunks`` raises, the
-        exception propagates and the first ``offset`` bytes stay intact.
-        :class:`KeyNotFound` if there is no such upload.
+        :class:`UploadConflict` if the identifier is taken.
         """
 
     @abstractmethod
-    def commit_upload(self, upload_id: str, key: str, size: int) -> None:
-        """Make the upload's first ``size`` bytes the object ``key`` in one step; end the upload.
+    def upload_state(self, upload_id: str) -> UploadState:
+        """The upload's current state; :class:`KeyNotFound` if there is no such upload."""
 
-        Readers of ``key`` never see a partial object. If ``key`` exists it is replaced (uploads
-        of the same content race harmlessly). :class:`KeyNotFound` if there is no such upload.
+    @abstractmethod
+    def write_upload(
+        self, upload_id: str, version: str, chunks: Iterable[bytes], meta: Callable[[], bytes]
+    ) -> UploadState:
+        """Store ``chunks`` after the bytes ``version`` names and record the result as current.
+
+        ``meta`` is called once the chunks are exhausted; what it returns is recorded with the
+        new state in the same step (the caller's hash state after those bytes).
+        :class:`UploadConflict` if ``version`` is not current, or if another request holds the
+        upload; checked before ``chunks`` is read, and again when recording. If iterating
+        ``chunks`` raises, the exception propagates and ``version`` stays current.
+        :class:`KeyNotFound` if there is no such upload (or it ended meanwhile).
+        """
+
+    @abstractmethod
+    def open_upload(self, upload_id: str, version: str) -> BlobReader:
+        """Read the bytes ``version`` names (to verify them with another hash before committing).
+
+        A backend may then refuse further writes from ``version``; committing it still works.
+        """
+
+    @abstractmethod
+    def commit_upload(self, upload_id: str, version: str, key: str) -> bool:
+        """Make the bytes ``version`` names the object ``key`` in one step, and end the upload.
+
+        If ``key`` exists, it is kept unchanged and ``False`` is returned (content-addressed keys
+        hold the same bytes). Readers of ``key`` never see a partial object, and no write of this
+        upload can reach the object afterwards. :class:`UploadConflict` as for
+        :meth:`write_upload`; :class:`KeyNotFound` if there is no such upload.
         """
 
     @abstractmethod
     def abort_upload(self, upload_id: str) -> None:
-        """Drop an upload and its bytes; a missing upload is not an error."""
+        """Drop an upload and its bytes; a missing upload is not an error.
+
+        :class:`UploadConflict` if another request holds the upload now.
+        """
+
+    @abstractmethod
+    def list_uploads(self) -> Iterator[UploadInfo]:
+        """Every upload, and every leftover the backend keeps for one, with its last activity."""
+
+    def purge_uploads(self, idle: float, *, now: float | None = None) -> list[str]:
+        """Drop the uploads (and leftovers) untouched for ``idle`` seconds; return their ids.
+
+        An upload in use is skipped. Backends with temporary files of their own extend this.
+        """
+        cutoff = (time.time() if now is None else now) - idle
+        purged = []
+        for info in list(self.list_uploads()):
+            if info.last_activity < cutoff:
+                try:
+                    self.abort_upload(info.upload_id)
+                except (UploadConflict, InvalidKey):
+                    continue
+                purged.append(info.upload_id)
+        return purged
 
     # -- optional capabilities ---------------------------------------------------------------
 

@@ -6,43 +6,55 @@ processes on any number of hosts can serve one registry and continue each other'
 Layout below ``prefix``::
 
     <key>                                   the objects of the protocol
-    ~uploads/<id>/state/<offset:020d>       JSON: the upload's layout when it was <offset> bytes long
+    ~uploads/<id>/current                   JSON: the upload's current state (layout, caller's record)
     ~uploads/<id>/tail/<offset>-<token>     the bytes after the last full part (< one part)
     ~uploads/<id>/data                      the multipart upload's key, until it is committed
 
 ``~`` is not allowed in keys (see :func:`~.base.check_key`), so ``~uploads`` never collides with one.
 An upload is a multipart upload of parts of exactly ``part_size`` bytes plus a *tail* object:
 bytes that do not fill a part wait in the bucket, not in a process, until later writes fill it.
-The registry never holds more than one part of a blob in memory. A state object per recorded
-size (immutable parts, identified by ETag, and an immutable tail) makes a rewind to any recorded
-size a lookup, and a failed write leaves the previous state untouched.
+The registry never holds more than one part of a blob in memory.
+
+Concurrency rests on the store's conditional writes (``If-Match``, ``If-None-Match: *``: AWS S3
+since 2024, SeaweedFS, MinIO, Ceph RGW). The version of an upload is the ETag of its
+``current`` object, which names immutable pieces (parts by ETag, a uniquely named tail); a
+write records its new state only if ``current`` is still the version it started from, so of
+two writes from one version one is recorded and the other gets
+:class:`~.base.UploadConflict`. A completed multipart upload takes the parts whose ETags the
+state names, so the bytes committed are the bytes of that state even if a losing write
+uploaded a part of the same number (the store then refuses the completion, never mixes).
+Commits copy onto their key with ``If-None-Match: *``: an existing object is never replaced,
+and nothing written to the upload afterwards can reach it.
 """
 
 from __future__ import annotations
 
+import base64
 import builtins
 import io
 import json
 import os
 import secrets
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from heapq import heappop, heappush
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from .base import (
     BlobReader,
     KeyNotFound,
     Storage,
     StorageError,
-    UploadOffsetMismatch,
+    UploadConflict,
+    UploadInfo,
+    UploadState,
     check_key,
     check_upload_id,
 )
 
-__all__ = ["S3Storage", "UploadInfo", "MIN_PART_SIZE", "MAX_PARTS"]
+__all__ = ["S3Storage", "MIN_PART_SIZE", "MAX_PARTS"]
 
 MiB = 1 << 20
 GiB = 1 << 30
@@ -56,26 +68,26 @@ MAX_COPY_SIZE = 5 * GiB
 
 _UPLOADS = "~uploads/"
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchUpload"})
-
-
-@dataclass(frozen=True)
-class UploadInfo:
-    """An upload found in the bucket, for listing and purging stale ones."""
-
-    upload_id: str
-    last_modified: datetime
-    multipart_ids: tuple[str, ...] = ()
+#: What a store answers when a conditional write's condition does not hold.
+_PRECONDITION = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409"})
 
 
 @dataclass
 class _State:
-    """The layout of an upload at one size: full parts (by ETag) then a tail object."""
+    """An upload's layout at one size: full parts (by ETag) then a tail object, and the caller's record.
+
+    ``sealed`` once the parts were completed into ``~uploads/<id>/data`` (to read them back or
+    to commit): no write may follow, and the commit of ``origin`` (the version sealed) goes on.
+    """
 
     part_size: int
     size: int = 0
     multipart_id: str | None = None
     etags: list[str] = field(default_factory=list)
     tail: str | None = None
+    meta: bytes = b""
+    sealed: bool = False
+    origin: str | None = None
 
     @property
     def tail_size(self) -> int:
@@ -84,12 +96,17 @@ class _State:
     def to_json(self) -> bytes:
         return json.dumps(
             {
-                "v": 1,
+                "v": 2,
                 "part_size": self.part_size,
                 "size": self.size,
                 "multipart_id": self.multipart_id,
                 "etags": self.etags,
                 "tail": self.tail,
+                "meta": base64.b64encode(self.meta).decode(),
+                "sealed": self.sealed,
+                "origin": self.origin,
+                # Two states with equal content must still get different ETags (versions).
+                "nonce": secrets.token_hex(8),
             }
         ).encode()
 
@@ -102,6 +119,9 @@ class _State:
             multipart_id=doc["multipart_id"],
             etags=list(doc["etags"]),
             tail=doc["tail"],
+            meta=base64.b64decode(doc["meta"]),
+            sealed=bool(doc["sealed"]),
+            origin=doc["origin"],
         )
 
 
@@ -256,8 +276,8 @@ class S3Storage(Storage):
     def _upload_prefix(self, upload_id: str) -> str:
         return f"{self.prefix}{_UPLOADS}{check_upload_id(upload_id)}/"
 
-    def _state_key(self, upload_id: str, size: int) -> str:
-        return f"{self._upload_prefix(upload_id)}state/{size:020d}"
+    def _current_key(self, upload_id: str) -> str:
+        return f"{self._upload_prefix(upload_id)}current"
 
     # -- objects ----------------------------------------------------------------------------
 
@@ -269,8 +289,15 @@ class S3Storage(Storage):
         with response["Body"] as body:
             return body.read()
 
-    def write(self, key: str, data: bytes | bytearray | memoryview) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=bytes(data))
+    def write(self, key: str, data: bytes | bytearray | memoryview, *, if_absent: bool = False) -> bool:
+        condition = {"IfNoneMatch": "*"} if if_absent else {}
+        try:
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=bytes(data), **condition)
+        except Exception as exc:
+            if if_absent and _code(exc) in _PRECONDITION:
+                return False
+            raise
+        return True
 
     def size(self, key: str) -> int:
         return self._head(self._key(key), key)
@@ -359,74 +386,109 @@ class S3Storage(Storage):
 
     # -- uploads ----------------------------------------------------------------------------
 
-    def create_upload(self, upload_id: str) -> None:
-        self._put_state(upload_id, _State(part_size=self.part_size))
-
-    def _put_state(self, upload_id: str, state: _State) -> None:
-        self.client.put_object(
-            Bucket=self.bucket, Key=self._state_key(upload_id, state.size), Body=state.to_json()
-        )
-
-    def _state(self, upload_id: str, size: int) -> _State:
-        """The upload's layout at ``size``: KeyNotFound without the upload, else a mismatch."""
+    def create_upload(self, upload_id: str, meta: bytes) -> UploadState:
+        state = _State(part_size=self.part_size, meta=bytes(meta))
         try:
-            response = self.client.get_object(
-                Bucket=self.bucket, Key=self._state_key(upload_id, size)
+            version = self._put_state(upload_id, state, None)
+        except UploadConflict:
+            raise UploadConflict(f"upload {upload_id} exists") from None
+        return UploadState(0, version, state.meta)
+
+    def _put_state(self, upload_id: str, state: _State, version: str | None) -> str:
+        """Record ``state`` as current if ``version`` is (``None``: if there is none); its ETag."""
+        condition = {"IfMatch": version} if version is not None else {"IfNoneMatch": "*"}
+        try:
+            response = self.client.put_object(
+                Bucket=self.bucket, Key=self._current_key(upload_id), Body=state.to_json(), **condition
             )
         except Exception as exc:
-            error = _not_found(exc, upload_id)
-            if size and isinstance(error, KeyNotFound):
-                try:
-                    self._head(self._state_key(upload_id, 0), upload_id)
-                except KeyNotFound:
-                    raise error from None
-                raise UploadOffsetMismatch(
-                    f"upload {upload_id} has no recorded state at offset {size}"
-                ) from None
-            raise error from None
-        with response["Body"] as body:
-            return _State.from_json(body.read())
+            if _code(exc) in _MISSING:
+                raise KeyNotFound(upload_id) from None
+            if _code(exc) not in _PRECONDITION:
+                raise
+            if version is not None:
+                self._state(upload_id)  # KeyNotFound if the upload ended meanwhile
+            raise UploadConflict(f"upload {upload_id} moved on from version {version}") from None
+        return str(response["ETag"])
 
-    def write_upload(self, upload_id: str, offset: int, chunks: Iterable[bytes]) -> int:
-        state = self._state(upload_id, offset)
+    def _state(self, upload_id: str) -> tuple[_State, str]:
+        """The upload's current layout and version; KeyNotFound without the upload."""
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._current_key(upload_id))
+        except Exception as exc:
+            raise _not_found(exc, upload_id) from None
+        with response["Body"] as body:
+            data = body.read()
+        try:
+            return _State.from_json(data), str(response["ETag"])
+        except (ValueError, KeyError, TypeError):
+            raise StorageError(f"upload {upload_id} has an unreadable state") from None
+
+    def _at(self, upload_id: str, version: str, *, sealed_ok: bool = False) -> tuple[_State, str]:
+        """The current state if it is ``version`` (or, with ``sealed_ok``, sealed from it)."""
+        state, current = self._state(upload_id)
+        if current == version and not state.sealed:
+            return state, current
+        if sealed_ok and state.sealed and version in (current, state.origin):
+            return state, current
+        raise UploadConflict(f"upload {upload_id} is not at version {version}")
+
+    def upload_state(self, upload_id: str) -> UploadState:
+        state, version = self._state(upload_id)
+        return UploadState(state.size, state.origin if state.sealed and state.origin else version, state.meta)
+
+    def write_upload(
+        self, upload_id: str, version: str, chunks: Iterable[bytes], meta: Callable[[], bytes]
+    ) -> UploadState:
+        state, _ = self._at(upload_id, version)
         part_size = state.part_size
         etags = list(state.etags)
         multipart_id = state.multipart_id
         buffer: bytearray | None = None  # the bytes after the last full part, once needed
         written = 0
-        for chunk in chunks:
-            if not chunk:
-                continue
-            if buffer is None:
-                buffer = bytearray(self._read_tail(state))
-            view = memoryview(chunk)
-            while view:
-                taken = view[: part_size - len(buffer)]
-                buffer += taken
-                view = view[len(taken) :]
-                written += len(taken)
-                if len(buffer) == part_size:
-                    if multipart_id is None:
-                        multipart_id = self._start_multipart(upload_id)
-                    etags.append(self._upload_part(upload_id, multipart_id, len(etags) + 1, buffer))
-                    buffer.clear()
-        if buffer is None:
-            return offset  # nothing new: the state at ``offset`` stays the current one
-        size = offset + written
-        tail = None
-        if buffer:
-            tail = f"{self._upload_prefix(upload_id)}tail/{size:020d}-{secrets.token_hex(6)}"
-            self.client.put_object(Bucket=self.bucket, Key=tail, Body=bytes(buffer))
-        self._put_state(
-            upload_id,
-            _State(part_size=part_size, size=size, multipart_id=multipart_id, etags=etags, tail=tail),
-        )
-        return size
+        tail = state.tail
+        try:
+            for chunk in chunks:
+                if not chunk:
+                    continue
+                if buffer is None:
+                    buffer = bytearray(self._read_tail(state))
+                view = memoryview(chunk)
+                while view:
+                    taken = view[: part_size - len(buffer)]
+                    buffer += taken
+                    view = view[len(taken) :]
+                    written += len(taken)
+                    if len(buffer) == part_size:
+                        if multipart_id is None:
+                            multipart_id = self._start_multipart(upload_id)
+                        etags.append(self._upload_part(upload_id, multipart_id, len(etags) + 1, buffer))
+                        buffer.clear()
+            size = state.size + written
+            if buffer is not None:
+                tail = None
+                if buffer:
+                    tail = f"{self._upload_prefix(upload_id)}tail/{size:020d}-{secrets.token_hex(6)}"
+                    self.client.put_object(Bucket=self.bucket, Key=tail, Body=bytes(buffer))
+            new = _State(part_size=part_size, size=size, multipart_id=multipart_id, etags=etags,
+                         tail=tail, meta=bytes(meta()))
+            new_version = self._put_state(upload_id, new, version)
+        except BaseException:
+            # Nothing of an unrecorded write may stay behind: its tail, its new multipart upload.
+            if tail is not None and tail != state.tail:
+                self.client.delete_object(Bucket=self.bucket, Key=tail)
+            if multipart_id is not None and multipart_id != state.multipart_id:
+                self._abort_multipart(self._upload_prefix(upload_id) + "data", multipart_id)
+            raise
+        return UploadState(size, new_version, new.meta)
 
     def _read_tail(self, state: _State) -> bytes:
         if state.tail is None:
             return b""
-        response = self.client.get_object(Bucket=self.bucket, Key=state.tail)
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=state.tail)
+        except Exception as exc:
+            raise _not_found(exc, state.tail) from None  # the upload ended meanwhile
         with response["Body"] as body:
             data = body.read()
         if len(data) != state.tail_size:
@@ -457,15 +519,12 @@ class S3Storage(Storage):
             raise _not_found(exc, upload_id) from None
         return str(response["ETag"])
 
-    def commit_upload(self, upload_id: str, key: str, size: int) -> None:
-        target = self._key(key)
-        state = self._state(upload_id, size)
-        if not state.etags:
-            if state.tail is None:
-                self.client.put_object(Bucket=self.bucket, Key=target, Body=b"")
-            else:
-                self._copy(state.tail, target, size)
-        else:
+    def _seal(self, upload_id: str, version: str) -> tuple[_State, str]:
+        """The state of ``version`` with its bytes in one object (``_source``), writes refused."""
+        state, current = self._at(upload_id, version, sealed_ok=True)
+        if state.sealed:
+            return state, current
+        if state.etags:
             staging = self._upload_prefix(upload_id) + "data"
             parts = [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(state.etags, 1)]
             if state.tail is not None:
@@ -487,19 +546,59 @@ class S3Storage(Storage):
                     MultipartUpload={"Parts": parts},
                 )
             except Exception as exc:
-                if _code(exc) == "InvalidPart":
-                    raise UploadOffsetMismatch(
-                        f"upload {upload_id} was rewritten after offset {size}"
+                if _code(exc) in ("InvalidPart", "InvalidPartOrder"):
+                    raise UploadConflict(
+                        f"upload {upload_id}: a part was rewritten by a concurrent write"
                     ) from None
-                raise _not_found(exc, upload_id) from None
-            self._copy(staging, target, size)
+                if _code(exc) == "NoSuchUpload":
+                    raise UploadConflict(f"upload {upload_id} is being committed") from None
+                raise
+        sealed = _State(part_size=state.part_size, size=state.size, multipart_id=state.multipart_id,
+                        etags=state.etags, tail=state.tail, meta=state.meta, sealed=True,
+                        origin=version)
+        return sealed, self._put_state(upload_id, sealed, version)
+
+    def _source(self, upload_id: str, state: _State) -> str | None:
+        """The object holding a sealed state's bytes; ``None`` for an empty upload."""
+        if state.etags:
+            return self._upload_prefix(upload_id) + "data"
+        return state.tail
+
+    def open_upload(self, upload_id: str, version: str) -> BlobReader:
+        state, _ = self._seal(upload_id, version)
+        source = self._source(upload_id, state)
+        if source is None:
+            return io.BytesIO(b"")
+        response = self.client.get_object(Bucket=self.bucket, Key=source)
+        return _Reader(response["Body"])
+
+    def commit_upload(self, upload_id: str, version: str, key: str) -> bool:
+        target = self._key(key)
+        state, _ = self._seal(upload_id, version)
+        source = self._source(upload_id, state)
+        try:
+            if source is None:
+                self.client.put_object(Bucket=self.bucket, Key=target, Body=b"", IfNoneMatch="*")
+            else:
+                self._copy(source, target, state.size)
+            created = True
+        except Exception as exc:
+            if _code(exc) not in _PRECONDITION:
+                raise
+            created = False
         self._drop_upload(upload_id)
+        return created
 
     def _copy(self, source: str, target: str, size: int) -> None:
-        """Copy ``source`` to ``target`` inside the bucket, without the bytes leaving S3."""
+        """Copy ``source`` to a new ``target`` inside the bucket, without the bytes leaving S3.
+
+        Never replaces ``target``: the store refuses (a precondition error) if it exists.
+        """
         copy_source = {"Bucket": self.bucket, "Key": source}
         if size <= self.copy_threshold:
-            self.slow_client.copy_object(Bucket=self.bucket, Key=target, CopySource=copy_source)
+            self.slow_client.copy_object(
+                Bucket=self.bucket, Key=target, CopySource=copy_source, IfNoneMatch="*"
+            )
             return
         part = max(self.copy_part_size, -(-size // MAX_PARTS))
         ranges = [(start, min(start + part, size) - 1) for start in range(0, size, part)]
@@ -527,6 +626,7 @@ class S3Storage(Storage):
                 Key=target,
                 UploadId=multipart_id,
                 MultipartUpload={"Parts": parts},
+                IfNoneMatch="*",
             )
         except BaseException:
             self.client.abort_multipart_upload(
@@ -538,13 +638,13 @@ class S3Storage(Storage):
         self._drop_upload(upload_id)
 
     def _drop_upload(self, upload_id: str) -> None:
-        """Abort the upload's multipart uploads, then delete its objects (state last)."""
+        """Abort the upload's multipart uploads, then delete its objects (``current`` last)."""
         prefix = self._upload_prefix(upload_id)
         for multipart in self._multipart_uploads(prefix):
             self._abort_multipart(multipart["Key"], multipart["UploadId"])
         keys = [item["Key"] for item in self._objects(prefix)]
-        # State objects go last: while one is left, the upload still "exists" for a retry.
-        keys.sort(key=lambda k: (k.startswith(prefix + "state/"), k))
+        # The current state goes last: while it is left, a retry can still find the upload.
+        keys.sort(key=lambda k: (k == prefix + "current", k))
         for start in range(0, len(keys), 1000):
             batch = keys[start : start + 1000]
             self.client.delete_objects(
@@ -572,35 +672,49 @@ class S3Storage(Storage):
     # -- stale uploads ----------------------------------------------------------------------
 
     def list_uploads(self) -> Iterator[UploadInfo]:
-        """Every upload in the bucket with its last activity, including orphaned multipart ones."""
+        """Every upload in the bucket with its last activity, including orphaned multipart ones.
+
+        Activity counts the upload's objects and its multipart uploads' parts, so a long write
+        that has not recorded a state yet is still seen as active.
+        """
         root = self.prefix + _UPLOADS
-        seen: dict[str, datetime] = {}
-        multipart: dict[str, list[str]] = {}
+        seen: dict[str, float] = {}
+
+        def saw(upload_id: str, when: Any) -> None:
+            seen[upload_id] = max(when.timestamp(), seen.get(upload_id, 0.0))
+
         for item in self._objects(root):
-            upload_id = item["Key"][len(root) :].split("/", 1)[0]
-            modified = item["LastModified"]
-            if upload_id not in seen or modified > seen[upload_id]:
-                seen[upload_id] = modified
+            saw(item["Key"][len(root) :].split("/", 1)[0], item["LastModified"])
         for upload in self._multipart_uploads(root):
             upload_id = upload["Key"][len(root) :].split("/", 1)[0]
-            multipart.setdefault(upload_id, []).append(upload["UploadId"])
-            started = upload["Initiated"]
-            if upload_id not in seen or started > seen[upload_id]:
-                seen[upload_id] = started
-        for upload_id in sorted(seen):
-            yield UploadInfo(upload_id, seen[upload_id], tuple(multipart.get(upload_id, ())))
+            saw(upload_id, upload["Initiated"])
+            for part in self._parts(upload["Key"], upload["UploadId"]):
+                saw(upload_id, part["LastModified"])
+        return iter([UploadInfo(i, seen[i]) for i in sorted(seen)])
 
-    def purge_uploads(self, older_than: timedelta, *, now: datetime | None = None) -> builtins.list[str]:
-        """Abort the uploads untouched for ``older_than``; return their identifiers."""
-        cutoff = (now or datetime.now(timezone.utc)) - older_than
-        purged = []
-        for info in self.list_uploads():
-            if info.last_modified < cutoff:
-                try:
-                    self._drop_upload(info.upload_id)
-                except ValueError:  # not an identifier this backend made (InvalidKey)
-                    continue
-                purged.append(info.upload_id)
+    def _parts(self, key: str, multipart_id: str) -> Iterator[dict[str, Any]]:
+        paginator = self.client.get_paginator("list_parts")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Key=key, UploadId=multipart_id):
+                yield from page.get("Parts", ())
+        except Exception as exc:
+            if _code(exc) not in _MISSING:
+                raise
+
+    def purge_uploads(self, idle: float, *, now: float | None = None) -> builtins.list[str]:
+        """Drop uploads idle for ``idle`` seconds, and multipart copies onto keys left as long
+        (a process that died while committing a large blob)."""
+        cutoff = (time.time() if now is None else now) - idle
+        purged = super().purge_uploads(idle, now=now)
+        root = self.prefix + _UPLOADS
+        for multipart in self._multipart_uploads(self.prefix):
+            if multipart["Key"].startswith(root):
+                continue
+            if multipart["Initiated"].timestamp() < cutoff and not any(
+                part["LastModified"].timestamp() >= cutoff
+                for part in self._parts(multipart["Key"], multipart["UploadId"])
+            ):
+                self._abort_multipart(multipart["Key"], multipart["UploadId"])
         return purged
 
     # -- redirects --------------------------------------------------------------------------

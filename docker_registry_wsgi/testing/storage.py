@@ -15,9 +15,12 @@ backend a user writes::
             backend.close()
 
 Optional knobs: the fixture ``other_storage`` (a second instance over the same bytes, as another
-process or host would have; defaults to ``storage``), the attributes ``can_rewind`` (``False`` if
-the backend may answer a rewind with :class:`UploadOffsetMismatch`), ``max_examples`` (hypothesis
-examples per property) and ``threads`` (concurrency of the race tests).
+process or host would have; defaults to ``storage``), the attributes ``max_examples``
+(hypothesis examples per property) and ``threads`` (concurrency of the race tests).
+
+The race tests hold one request at a chosen point with events (a chunk iterator that stops
+until the test lets it go), so each interleaving the protocol's concurrency contract speaks of
+is reached on every run. Each test ends by checking that it left no upload behind.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import random
 import secrets
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
@@ -37,11 +41,19 @@ from ..storage.base import (
     InvalidKey,
     KeyNotFound,
     Storage,
-    UploadOffsetMismatch,
+    UploadConflict,
+    UploadState,
     check_key,
 )
 
-__all__ = ["StorageSuite", "ChunkFailure", "HOSTILE_KEYS", "HOSTILE_UPLOAD_IDS", "payload"]
+__all__ = [
+    "StorageSuite",
+    "ChunkFailure",
+    "Parked",
+    "HOSTILE_KEYS",
+    "HOSTILE_UPLOAD_IDS",
+    "payload",
+]
 
 #: Keys every backend must refuse with :class:`InvalidKey`, before touching anything.
 HOSTILE_KEYS = (
@@ -123,6 +135,75 @@ def new_upload_id() -> str:
     return secrets.token_hex(16)
 
 
+def meta(label: str) -> Callable[[], bytes]:
+    """A ``meta`` callback recording ``label``, as the registry records its hash state."""
+    return lambda: label.encode()
+
+
+class Parked:
+    """A request body that stops after ``after`` bytes until the test releases it.
+
+    Run the request that reads it on another thread; :attr:`reached` is set once the reader
+    has taken the first ``after`` bytes and asked for more (for ``after=0``: once it started
+    reading), so the test knows exactly where that request stands. ``fail`` makes the body end
+    in :class:`ChunkFailure` when released, as a dropped connection does.
+    """
+
+    def __init__(self, data: bytes, after: int = 0, *, fail: bool = False, piece: int = 65536) -> None:
+        self.data, self.after, self.fail, self.piece = data, after, fail, piece
+        self.reached = threading.Event()
+        self.released = threading.Event()
+
+    def __iter__(self) -> Iterator[bytes]:
+        sent = 0
+        while sent < self.after:
+            chunk = self.data[sent : min(sent + self.piece, self.after)]
+            sent += len(chunk)
+            yield chunk
+        self.reached.set()
+        if not self.released.wait(60):
+            raise ChunkFailure("the test never released the parked body")
+        if self.fail:
+            raise ChunkFailure("the parked client went away")
+        for start in range(sent, len(self.data), self.piece):
+            yield self.data[start : start + self.piece]
+
+    def run(self, call: Callable[[], UploadState]) -> "_Outcome":
+        """Start ``call`` (which reads this body) on a thread and wait until it is parked here.
+
+        A backend may refuse before reading the body at all; the outcome then holds the error.
+        """
+        outcome = _Outcome()
+        thread = threading.Thread(target=outcome.capture, args=(call,), daemon=True)
+        outcome.thread = thread
+        thread.start()
+        while not self.reached.wait(0.01):
+            if not thread.is_alive():
+                break
+        return outcome
+
+
+class _Outcome:
+    """What a request run by :meth:`Parked.run` returned or raised."""
+
+    def __init__(self) -> None:
+        self.result: UploadState | None = None
+        self.error: BaseException | None = None
+        self.thread: threading.Thread | None = None
+
+    def capture(self, call: Callable[[], UploadState]) -> None:
+        try:
+            self.result = call()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            self.error = exc
+
+    def wait(self) -> "_Outcome":
+        assert self.thread is not None
+        self.thread.join(60)
+        assert not self.thread.is_alive(), "the parked request never finished"
+        return self
+
+
 def read_all(storage: Storage, key: str, offset: int = 0, piece: int = 65536) -> bytes:
     """Stream ``key`` from ``offset`` in bounded reads, checking each read's bound."""
     reader = storage.open(key, offset)
@@ -154,8 +235,6 @@ def _tree(root: Path) -> set[str]:
 class StorageSuite:
     """The conformance tests; subclass it with a ``storage`` fixture (see the module docstring)."""
 
-    #: Whether ``write_upload`` always continues from any offset it returned earlier.
-    can_rewind: bool = True
     #: Hypothesis examples per property test; lower it for slow (remote) backends.
     max_examples: int = 25
     #: Concurrency of the race tests.
@@ -184,16 +263,32 @@ class StorageSuite:
 
     # -- helpers ------------------------------------------------------------------------------
 
+    @pytest.fixture(autouse=True)
+    def _leaves_no_upload(self, storage: Storage) -> Iterator[None]:
+        """Every test ends with no upload of its own left (distribution's ``TearDownTest``)."""
+        before = {info.upload_id for info in storage.list_uploads()}
+        yield
+        left = {info.upload_id for info in storage.list_uploads()} - before
+        assert not left, f"uploads left behind: {sorted(left)}"
+
     @staticmethod
     def upload(storage: Storage, pieces: Iterable[Iterable[bytes]], key: str) -> int:
-        """Run one upload of ``pieces`` (one ``write_upload`` each) and commit it to ``key``."""
+        """Run one upload of ``pieces`` (one ``write_upload`` each), commit it to ``key``; its size."""
         upload_id = new_upload_id()
-        storage.create_upload(upload_id)
-        offset = 0
-        for chunks in pieces:
-            offset = storage.write_upload(upload_id, offset, chunks)
-        storage.commit_upload(upload_id, key, offset)
-        return offset
+        state = storage.create_upload(upload_id, b"")
+        for i, chunks in enumerate(pieces):
+            state = storage.write_upload(upload_id, state.version, chunks, meta(str(i)))
+        storage.commit_upload(upload_id, state.version, key)
+        return state.size
+
+    @staticmethod
+    def started(storage: Storage, data: bytes = b"") -> tuple[str, UploadState]:
+        """A new upload holding ``data``, and its state."""
+        upload_id = new_upload_id()
+        state = storage.create_upload(upload_id, b"created")
+        if data:
+            state = storage.write_upload(upload_id, state.version, [data], meta("first"))
+        return upload_id, state
 
     # -- small objects ------------------------------------------------------------------------
 
@@ -225,6 +320,27 @@ class StorageSuite:
         storage.write(key, b"x")
         assert storage.read(key) == b"x"
         assert list(storage.list(ns)) == ["sha256:AZaz09._+-=/deeper/and.deeper"]
+
+    def test_write_if_absent(self, storage: Storage, ns: str) -> None:
+        """``if_absent`` creates a missing object and never replaces an existing one."""
+        assert storage.write(ns + "a", b"first", if_absent=True) is True
+        assert storage.write(ns + "a", b"second", if_absent=True) is False
+        assert storage.read(ns + "a") == b"first"
+        assert storage.write(ns + "a", b"third") is True
+        assert storage.read(ns + "a") == b"third"
+
+    def test_concurrent_write_if_absent_has_one_winner(self, storage: Storage, ns: str) -> None:
+        key = ns + "contended"
+        barrier = threading.Barrier(self.threads)
+
+        def create(i: int) -> bool:
+            barrier.wait()
+            return storage.write(key, f"writer {i}".encode(), if_absent=True)
+
+        with ThreadPoolExecutor(self.threads) as pool:
+            created = list(pool.map(create, range(self.threads)))
+        assert created.count(True) == 1
+        assert storage.read(key) == f"writer {created.index(True)}".encode()
 
     def test_write_accepts_bytes_like(self, storage: Storage, ns: str) -> None:
         storage.write(ns + "ba", bytearray(b"array"))
@@ -418,9 +534,7 @@ class StorageSuite:
         assert list(storage.list(ns, start_after=first[-1])) == ["k3", "k4", "k5"]
 
     def test_list_hides_uploads(self, storage: Storage, ns: str) -> None:
-        upload_id = new_upload_id()
-        storage.create_upload(upload_id)
-        storage.write_upload(upload_id, 0, [b"in progress"])
+        upload_id, _ = self.started(storage, b"in progress")
         storage.write(ns + "visible", b"1")
         assert list(storage.list(ns)) == ["visible"]
         try:
@@ -441,14 +555,12 @@ class StorageSuite:
         assert list(storage.list(ns)) == keys
 
     def test_root_keys_never_alias_uploads(self, storage: Storage) -> None:
-        upload_id = new_upload_id()
-        storage.create_upload(upload_id)
-        size = storage.write_upload(upload_id, 0, [b"upload bytes"])
+        upload_id, state = self.started(storage, b"upload bytes")
         aliases = [f"{name}/{upload_id}" for name in ("_uploads", "uploads", "_upload", "upload")]
         try:
             for key in aliases:
                 storage.write(key, b"an object")
-            storage.commit_upload(upload_id, aliases[0] + "-committed", size)
+            storage.commit_upload(upload_id, state.version, aliases[0] + "-committed")
             assert storage.read(aliases[0] + "-committed") == b"upload bytes"
             assert [storage.read(key) for key in aliases] == [b"an object"] * len(aliases)
             listed = set(storage.list(""))
@@ -477,11 +589,11 @@ class StorageSuite:
         if prefix.strip("/") and not _valid(prefix[:-1]):
             with pytest.raises((InvalidKey, ValueError)):
                 list(storage.list(prefix))
-        upload_id = new_upload_id()
-        storage.create_upload(upload_id)
-        size = storage.write_upload(upload_id, 0, [b"pwned"])
         with pytest.raises(InvalidKey):
-            storage.commit_upload(upload_id, key, size)
+            storage.write(key, b"pwned", if_absent=True)
+        upload_id, state = self.started(storage, b"pwned")
+        with pytest.raises(InvalidKey):
+            storage.commit_upload(upload_id, state.version, key)
         storage.abort_upload(upload_id)
         assert _tree(tmp_path) == before, "a hostile key wrote something"
 
@@ -489,14 +601,17 @@ class StorageSuite:
     def test_hostile_upload_id(self, storage: Storage, upload_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.chdir(tmp_path)
         before = _tree(tmp_path)
-        with pytest.raises(InvalidKey):
-            storage.create_upload(upload_id)
-        with pytest.raises(InvalidKey):
-            storage.write_upload(upload_id, 0, [b"pwned"])
-        with pytest.raises(InvalidKey):
-            storage.commit_upload(upload_id, "t/x", 0)
-        with pytest.raises(InvalidKey):
-            storage.abort_upload(upload_id)
+        calls: list[Callable[[], object]] = [
+            lambda: storage.create_upload(upload_id, b""),
+            lambda: storage.upload_state(upload_id),
+            lambda: storage.write_upload(upload_id, "v", [b"pwned"], meta("pwned")),
+            lambda: storage.open_upload(upload_id, "v"),
+            lambda: storage.commit_upload(upload_id, "v", "t/x"),
+            lambda: storage.abort_upload(upload_id),
+        ]
+        for call in calls:
+            with pytest.raises(InvalidKey):
+                call()
         assert _tree(tmp_path) == before, "a hostile upload id wrote something"
 
     def test_keys_match_check_key(self, storage: Storage, ns: str) -> None:
@@ -526,24 +641,42 @@ class StorageSuite:
     # -- uploads ------------------------------------------------------------------------------
 
     def test_empty_upload(self, storage: Storage, ns: str) -> None:
-        upload_id = new_upload_id()
-        storage.create_upload(upload_id)
-        assert storage.write_upload(upload_id, 0, []) == 0
-        assert storage.write_upload(upload_id, 0, [b"", b""]) == 0
-        storage.commit_upload(upload_id, ns + "empty", 0)
+        upload_id, state = self.started(storage)
+        assert (state.size, state.meta) == (0, b"created")
+        state = storage.write_upload(upload_id, state.version, [], meta("none"))
+        state = storage.write_upload(upload_id, state.version, [b"", b""], meta("empty"))
+        assert (state.size, state.meta) == (0, b"empty")
+        assert storage.commit_upload(upload_id, state.version, ns + "empty") is True
         assert storage.read(ns + "empty") == b""
         assert storage.size(ns + "empty") == 0
 
-    def test_upload_returns_sizes(self, storage: Storage, ns: str, part: int) -> None:
-        upload_id = new_upload_id()
-        storage.create_upload(upload_id)
+    def test_upload_states(self, storage: Storage, ns: str, part: int) -> None:
+        """Each write records a new state: the size, a fresh version, the caller's record."""
+        upload_id, state = self.started(storage)
         data = payload(2 * part + 7, seed=5)
-        offset = 0
-        for piece in (data[:3], data[3 : part + 1], data[part + 1 :]):
-            offset = storage.write_upload(upload_id, offset, [piece])
-        assert offset == len(data)
-        storage.commit_upload(upload_id, ns + "blob", offset)
+        versions = {state.version}
+        for i, piece in enumerate((data[:3], data[3 : part + 1], data[part + 1 :])):
+            state = storage.write_upload(upload_id, state.version, [piece], meta(f"after {i}"))
+            assert storage.upload_state(upload_id) == state
+            versions.add(state.version)
+        assert (state.size, state.meta) == (len(data), b"after 2")
+        assert len(versions) == 4, "a version was reused"
+        storage.commit_upload(upload_id, state.version, ns + "blob")
         assert storage.read(ns + "blob") == data
+
+    def test_meta_is_taken_after_the_chunks(self, storage: Storage, ns: str) -> None:
+        upload_id, state = self.started(storage)
+        consumed: list[bytes] = []
+
+        def chunks() -> Iterator[bytes]:
+            for piece in (b"ab", b"cd"):
+                consumed.append(piece)
+                yield piece
+
+        state = storage.write_upload(upload_id, state.version, chunks(),
+                                     lambda: b"+".join(consumed))
+        assert state.meta == b"ab+cd"
+        storage.abort_upload(upload_id)
 
     def test_upload_chunk_shapes(self, storage: Storage, ns: str, part: int) -> None:
         """Any split of the bytes into requests and chunks commits the same object."""
@@ -581,190 +714,345 @@ class StorageSuite:
     def test_upload_continued_by_another_instance(self, storage: Storage, other_storage: Storage, ns: str, part: int) -> None:
         data = payload(3 * part + 5, seed=7)
         pieces = list(split(data, [part // 2, part, 1, part]))
-        upload_id = new_upload_id()
-        storage.create_upload(upload_id)
-        offset = 0
+        upload_id, state = self.started(storage)
         for i, piece in enumerate(pieces):
             backend = (storage, other_storage)[i % 2]
-            offset = backend.write_upload(upload_id, offset, [piece])
-        other_storage.commit_upload(upload_id, ns + "blob", offset)
+            assert backend.upload_state(upload_id) == state
+            state = backend.write_upload(upload_id, state.version, [piece], meta(str(i)))
+        other_storage.commit_upload(upload_id, state.version, ns + "blob")
         assert storage.read(ns + "blob") == data
 
     @pytest.mark.parametrize("fail_at", ["start", "inside", "part", "after-part"])
-    def test_resume_after_failed_chunk(self, storage: Storage, ns: str, part: int, fail_at: str) -> None:
+    def test_failed_write_keeps_the_state(self, storage: Storage, ns: str, part: int, fail_at: str) -> None:
+        """A body that breaks off records nothing: the same version continues, as if never sent."""
         data = payload(3 * part, seed=8)
-        upload_id = new_upload_id()
-        storage.create_upload(upload_id)
-        recorded = storage.write_upload(upload_id, 0, [data[:100]])
+        upload_id, state = self.started(storage, data[:100])
         after = {"start": 0, "inside": 50, "part": part, "after-part": part + part // 2}[fail_at]
         with pytest.raises(ChunkFailure):
-            storage.write_upload(upload_id, recorded, failing(split(data[100:], [33] + [part // 4] * 20), after))
-        size = storage.write_upload(upload_id, recorded, [data[100:]])
-        assert size == len(data)
-        storage.commit_upload(upload_id, ns + "blob", size)
+            storage.write_upload(upload_id, state.version,
+                                 failing(split(data[100:], [33] + [part // 4] * 20), after),
+                                 meta("never"))
+        assert storage.upload_state(upload_id) == state
+        state = storage.write_upload(upload_id, state.version, [data[100:]], meta("rest"))
+        assert state.size == len(data)
+        storage.commit_upload(upload_id, state.version, ns + "blob")
         assert storage.read(ns + "blob") == data
 
     def test_failed_first_chunk_keeps_upload(self, storage: Storage, ns: str) -> None:
-        upload_id = new_upload_id()
-        storage.create_upload(upload_id)
+        upload_id, state = self.started(storage)
         with pytest.raises(ChunkFailure):
-            storage.write_upload(upload_id, 0, failing([b"abc"], 0))
-        assert storage.write_upload(upload_id, 0, [b"xyz"]) == 3
-        storage.commit_upload(upload_id, ns + "blob", 3)
+            storage.write_upload(upload_id, state.version, failing([b"abc"], 0), meta("never"))
+        state = storage.write_upload(upload_id, state.version, [b"xyz"], meta("xyz"))
+        assert state.size == 3
+        storage.commit_upload(upload_id, state.version, ns + "blob")
         assert storage.read(ns + "blob") == b"xyz"
 
-    @pytest.mark.parametrize("shape", ["small", "part", "parts"])
-    def test_rewind_to_recorded_offset(self, storage: Storage, ns: str, part: int, shape: str) -> None:
-        # A write succeeded but its result was never recorded; the next one starts from before it.
-        first_size = {"small": 10, "part": part, "parts": part + 10}[shape]
-        first = payload(first_size, seed=9)
-        lost = payload(2 * part + 3, seed=10)
-        then = payload(part + 17, seed=11)
-        upload_id = new_upload_id()
-        storage.create_upload(upload_id)
-        recorded = storage.write_upload(upload_id, 0, [first])
-        assert storage.write_upload(upload_id, recorded, [lost]) == recorded + len(lost)
-        try:
-            size = storage.write_upload(upload_id, recorded, [then])
-        except UploadOffsetMismatch:
-            if self.can_rewind:
-                raise
-            storage.abort_upload(upload_id)
-            return
-        assert size == recorded + len(then)
-        storage.commit_upload(upload_id, ns + "blob", size)
-        assert storage.read(ns + "blob") == first + then
+    def test_stale_version_is_a_conflict(self, storage: Storage, ns: str, part: int) -> None:
+        """A write or commit from a version that is no longer current records nothing."""
+        upload_id, first = self.started(storage, payload(part + 3, seed=12))
+        second = storage.write_upload(upload_id, first.version, [b"more"], meta("second"))
+        touched: list[bytes] = []
 
-    def test_commit_takes_recorded_size(self, storage: Storage, ns: str, part: int) -> None:
-        first = payload(part + 3, seed=12)
-        upload_id = new_upload_id()
-        storage.create_upload(upload_id)
-        recorded = storage.write_upload(upload_id, 0, [first])
-        storage.write_upload(upload_id, recorded, [b"unrecorded tail bytes"])
-        try:
-            storage.commit_upload(upload_id, ns + "blob", recorded)
-        except UploadOffsetMismatch:
-            if self.can_rewind:
-                raise
-            return
-        assert storage.read(ns + "blob") == first
+        def body() -> Iterator[bytes]:
+            touched.append(b"read")
+            yield b"from the stale version"
 
-    def test_offset_beyond_upload_is_a_mismatch(self, storage: Storage, ns: str) -> None:
-        # Bytes the backend never got cannot be skipped over: no zero-filled holes.
-        upload_id = new_upload_id()
-        storage.create_upload(upload_id)
-        size = storage.write_upload(upload_id, 0, [b"0123456789"])
-        with pytest.raises(UploadOffsetMismatch):
-            storage.write_upload(upload_id, size + 5, [b"after a hole"])
-        with pytest.raises(UploadOffsetMismatch):
-            storage.commit_upload(upload_id, ns + "blob", size + 5)
+        with pytest.raises(UploadConflict):
+            storage.write_upload(upload_id, first.version, body(), meta("stale"))
+        with pytest.raises(UploadConflict):
+            storage.commit_upload(upload_id, first.version, ns + "blob")
+        with pytest.raises(UploadConflict):
+            storage.write_upload(upload_id, "no-such-version", [b"x"], meta("bogus"))
+        assert storage.upload_state(upload_id) == second
         with pytest.raises(KeyNotFound):
             storage.read(ns + "blob")
-        assert storage.write_upload(upload_id, size, [b"!"]) == size + 1
-        storage.commit_upload(upload_id, ns + "blob", size + 1)
-        assert storage.read(ns + "blob") == b"0123456789!"
+        storage.commit_upload(upload_id, second.version, ns + "blob")
+        assert storage.read(ns + "blob") == payload(part + 3, seed=12) + b"more"
+        assert touched in ([], [b"read"])
 
-    def test_commit_replaces_object(self, storage: Storage, ns: str, part: int) -> None:
-        storage.write(ns + "blob", b"old and longer than the new one" * 100)
-        self.upload(storage, [[b"new"]], ns + "blob")
-        assert storage.read(ns + "blob") == b"new"
+    def test_create_taken_id_is_a_conflict(self, storage: Storage, ns: str) -> None:
+        upload_id, state = self.started(storage, b"mine")
+        with pytest.raises(UploadConflict):
+            storage.create_upload(upload_id, b"theirs")
+        assert storage.upload_state(upload_id) == state
+        storage.abort_upload(upload_id)
+
+    def test_open_upload_reads_the_version(self, storage: Storage, ns: str, part: int) -> None:
+        """What a registry verifies with another hash is what it then commits."""
+        data = payload(2 * part + 9, seed=13)
+        upload_id, state = self.started(storage, data[:part + 1])
+        state = storage.write_upload(upload_id, state.version, [data[part + 1 :]], meta("all"))
+        reader = storage.open_upload(upload_id, state.version)
+        try:
+            read = b"".join(iter(lambda: reader.read(65536), b""))
+        finally:
+            reader.close()
+        assert read == data
+        assert storage.upload_state(upload_id).size == len(data)
+        assert storage.commit_upload(upload_id, state.version, ns + "blob") is True
+        assert storage.read(ns + "blob") == data
+
+    def test_commit_keeps_an_existing_object(self, storage: Storage, ns: str, part: int) -> None:
+        """Content-addressed keys are immutable: a commit onto one keeps what is there."""
+        storage.write(ns + "blob", b"committed first")
+        upload_id, state = self.started(storage, b"other bytes")
+        assert storage.commit_upload(upload_id, state.version, ns + "blob") is False
+        assert storage.read(ns + "blob") == b"committed first"
         big = payload(part + 1, seed=13)
-        self.upload(storage, [[big]], ns + "blob")
-        assert storage.read(ns + "blob") == big
+        self.upload(storage, [[big]], ns + "big")
+        upload_id, state = self.started(storage, b"x")
+        assert storage.commit_upload(upload_id, state.version, ns + "big") is False
+        assert storage.read(ns + "big") == big
+        with pytest.raises(KeyNotFound):
+            storage.upload_state(upload_id)
 
     def test_commit_ends_upload(self, storage: Storage, ns: str) -> None:
-        upload_id = new_upload_id()
-        storage.create_upload(upload_id)
-        size = storage.write_upload(upload_id, 0, [b"data"])
-        storage.commit_upload(upload_id, ns + "blob", size)
+        upload_id, state = self.started(storage, b"data")
+        assert storage.commit_upload(upload_id, state.version, ns + "blob") is True
         with pytest.raises(KeyNotFound):
-            storage.write_upload(upload_id, size, [b"more"])
+            storage.upload_state(upload_id)
         with pytest.raises(KeyNotFound):
-            storage.commit_upload(upload_id, ns + "again", size)
+            storage.write_upload(upload_id, state.version, [b"more"], meta("more"))
+        with pytest.raises(KeyNotFound):
+            storage.commit_upload(upload_id, state.version, ns + "again")
         storage.abort_upload(upload_id)  # a finished upload aborts quietly
         assert storage.read(ns + "blob") == b"data"
 
     def test_commit_to_invalid_key_keeps_upload(self, storage: Storage, ns: str) -> None:
-        upload_id = new_upload_id()
-        storage.create_upload(upload_id)
-        size = storage.write_upload(upload_id, 0, [b"data"])
+        upload_id, state = self.started(storage, b"data")
         with pytest.raises(InvalidKey):
-            storage.commit_upload(upload_id, "../escape", size)
-        storage.commit_upload(upload_id, ns + "blob", size)
+            storage.commit_upload(upload_id, state.version, "../escape")
+        assert storage.upload_state(upload_id) == state
+        storage.commit_upload(upload_id, state.version, ns + "blob")
         assert storage.read(ns + "blob") == b"data"
 
     def test_unknown_upload(self, storage: Storage, ns: str) -> None:
         upload_id = new_upload_id()
-        with pytest.raises(KeyNotFound):
-            storage.write_upload(upload_id, 0, [b"data"])
-        with pytest.raises(KeyNotFound):
-            storage.commit_upload(upload_id, ns + "blob", 0)
+        calls: list[Callable[[], object]] = [
+            lambda: storage.upload_state(upload_id),
+            lambda: storage.write_upload(upload_id, "v", [b"data"], meta("x")),
+            lambda: storage.open_upload(upload_id, "v"),
+            lambda: storage.commit_upload(upload_id, "v", ns + "blob"),
+        ]
+        for call in calls:
+            with pytest.raises(KeyNotFound):
+                call()
         storage.abort_upload(upload_id)
         with pytest.raises(KeyNotFound):
             storage.read(ns + "blob")
 
     def test_abort(self, storage: Storage, ns: str, part: int) -> None:
-        upload_id = new_upload_id()
-        storage.create_upload(upload_id)
-        size = storage.write_upload(upload_id, 0, [payload(part + 5)])
+        upload_id, state = self.started(storage, payload(part + 5))
         storage.abort_upload(upload_id)
         with pytest.raises(KeyNotFound):
-            storage.write_upload(upload_id, size, [b"more"])
+            storage.write_upload(upload_id, state.version, [b"more"], meta("more"))
         with pytest.raises(KeyNotFound):
-            storage.commit_upload(upload_id, ns + "blob", size)
+            storage.commit_upload(upload_id, state.version, ns + "blob")
         storage.abort_upload(upload_id)
         assert list(storage.list(ns)) == []
+        assert upload_id not in {info.upload_id for info in storage.list_uploads()}
 
     def test_interleaved_uploads(self, storage: Storage, ns: str, part: int) -> None:
         a, b = payload(part + 11, seed=14), payload(part + 22, seed=15)
         ids = new_upload_id(), new_upload_id()
-        for upload_id in ids:
-            storage.create_upload(upload_id)
-        offsets = [0, 0]
+        states = [storage.create_upload(upload_id, b"") for upload_id in ids]
         for pa, pb in zip(split(a, [part // 2] * 2), split(b, [part // 2] * 2)):
-            offsets[0] = storage.write_upload(ids[0], offsets[0], [pa])
-            offsets[1] = storage.write_upload(ids[1], offsets[1], [pb])
-        storage.commit_upload(ids[1], ns + "b", offsets[1])
-        storage.commit_upload(ids[0], ns + "a", offsets[0])
+            states[0] = storage.write_upload(ids[0], states[0].version, [pa], meta("a"))
+            states[1] = storage.write_upload(ids[1], states[1].version, [pb], meta("b"))
+        storage.commit_upload(ids[1], states[1].version, ns + "b")
+        storage.commit_upload(ids[0], states[0].version, ns + "a")
         assert storage.read(ns + "a") == a
         assert storage.read(ns + "b") == b
 
     def test_upload_not_visible_before_commit(self, storage: Storage, ns: str, part: int) -> None:
-        upload_id = new_upload_id()
-        storage.create_upload(upload_id)
-        size = storage.write_upload(upload_id, 0, [payload(part + 1)])
+        upload_id, state = self.started(storage, payload(part + 1))
         with pytest.raises(KeyNotFound):
             storage.size(ns + "blob")
         assert list(storage.list(ns)) == []
-        storage.commit_upload(upload_id, ns + "blob", size)
+        storage.commit_upload(upload_id, state.version, ns + "blob")
         assert list(storage.list(ns)) == ["blob"]
 
-    # -- races --------------------------------------------------------------------------------
+    def test_list_uploads(self, storage: Storage, other_storage: Storage, ns: str) -> None:
+        ids = {self.started(storage, b"x")[0] for _ in range(3)}
+        listed = {info.upload_id: info for info in other_storage.list_uploads()}
+        assert ids <= set(listed)
+        assert all(abs(listed[i].last_activity - time.time()) < 3600 for i in ids)
+        for upload_id in ids:
+            storage.abort_upload(upload_id)
+
+    def test_purge_uploads_by_last_activity(self, storage: Storage, ns: str) -> None:
+        """Uploads idle for longer than asked go, with every byte kept for them; recent ones stay."""
+        idle = [self.started(storage, b"idle")[0] for _ in range(2)]
+        assert set(idle) <= set(storage.purge_uploads(3600, now=time.time() + 7200))
+        for upload_id in idle:
+            with pytest.raises(KeyNotFound):
+                storage.upload_state(upload_id)
+        assert not set(idle) & {info.upload_id for info in storage.list_uploads()}
+        recent, state = self.started(storage, b"recent")
+        assert recent not in storage.purge_uploads(3600)
+        assert storage.upload_state(recent) == state
+        storage.abort_upload(recent)
+
+    def test_purge_keeps_active_uploads(self, storage: Storage, ns: str) -> None:
+        upload_id, state = self.started(storage, b"busy")
+        assert upload_id not in storage.purge_uploads(3600)
+        state = storage.write_upload(upload_id, state.version, [b" still"], meta("still"))
+        storage.commit_upload(upload_id, state.version, ns + "blob")
+        assert storage.read(ns + "blob") == b"busy still"
+
+    # -- the concurrency contract: one upload, any interleaving -------------------------------
+
+    @pytest.mark.parametrize("where", ["before-body", "mid-body", "past-part"])
+    def test_two_writes_from_one_version(self, storage: Storage, ns: str, part: int, where: str) -> None:
+        """Two PATCHes from one offset: one is recorded, whole; the other records nothing.
+
+        The first write is held at ``where`` while the second runs to its end.
+        """
+        upload_id, start = self.started(storage, b"head:")
+        first_bytes, second_bytes = payload(2 * part + 3, seed=20), payload(part + 9, seed=21)
+        after = {"before-body": 0, "mid-body": 7, "past-part": part + 1}[where]
+        parked = Parked(first_bytes, after)
+        first = parked.run(lambda: storage.write_upload(upload_id, start.version, parked, meta("first")))
+        try:
+            second: UploadState | None = storage.write_upload(upload_id, start.version, [second_bytes], meta("second"))
+        except UploadConflict:
+            second = None
+        parked.released.set()
+        first.wait()
+        results = {"first": first.result, "second": second}
+        winners = [name for name, result in results.items() if result is not None]
+        assert len(winners) == 1, f"both or neither recorded: {results}, {first.error!r}"
+        if first.result is None:
+            assert isinstance(first.error, (UploadConflict, KeyNotFound)), repr(first.error)
+        winner = results[winners[0]]
+        assert winner is not None
+        assert storage.upload_state(upload_id) == winner
+        assert winner.meta == winners[0].encode()
+        expected = b"head:" + (first_bytes if winners[0] == "first" else second_bytes)
+        self._commit_exactly(storage, upload_id, winner, ns + "blob", expected)
+
+    @pytest.mark.parametrize("where", ["before-body", "mid-body", "past-part"])
+    @pytest.mark.parametrize("ending", ["sends-the-rest", "disconnects"])
+    @pytest.mark.parametrize("target", ["new", "existing"])
+    def test_parked_write_never_reaches_a_commit(self, storage: Storage, ns: str, part: int, where: str,
+                                                 ending: str, target: str) -> None:
+        """The parked-PATCH attack: a write held open while the session is committed.
+
+        Committed bytes never change: not by the held write's later bytes, nor by its
+        connection closing, whether the commit created the object or found it already there.
+        """
+        data = payload(part + 21, seed=22)
+        key = ns + "blob"
+        if target == "existing":
+            storage.write(key, data)  # another repository's blob with the same content
+        upload_id, state = self.started(storage, data)
+        after = {"before-body": 0, "mid-body": 5, "past-part": part + 1}[where]
+        parked = Parked(payload(2 * part, seed=23), after, fail=ending == "disconnects")
+        held = parked.run(lambda: storage.write_upload(upload_id, state.version, parked, meta("attacker")))
+        try:
+            created: bool | None = storage.commit_upload(upload_id, state.version, key)
+        except UploadConflict:
+            created = None  # the backend refuses while the write holds the upload
+        if created is not None:
+            assert created is (target == "new")
+            assert storage.read(key) == data
+        parked.released.set()
+        held.wait()
+        if created is not None:
+            assert held.result is None, "a write was recorded on a committed upload"
+            assert isinstance(held.error, (UploadConflict, KeyNotFound, ChunkFailure)), repr(held.error)
+            assert storage.read(key) == data
+            assert read_all(storage, key) == data
+            with pytest.raises(KeyNotFound):
+                storage.upload_state(upload_id)
+            return
+        # The commit was refused; the session goes on from whatever was recorded.
+        current = storage.upload_state(upload_id)
+        if held.result is not None:
+            assert current == held.result and current.meta == b"attacker"
+            expected = data + parked.data
+        else:
+            assert current == state
+            expected = data
+        if target == "existing":
+            expected = data
+        self._commit_exactly(storage, upload_id, current, key, expected)
+
+    @pytest.mark.parametrize("where", ["before-body", "past-part"])
+    def test_abort_while_a_write_is_held(self, storage: Storage, ns: str, part: int, where: str) -> None:
+        upload_id, state = self.started(storage, b"abc")
+        parked = Parked(payload(part + 1, seed=24), 0 if where == "before-body" else part + 1)
+        held = parked.run(lambda: storage.write_upload(upload_id, state.version, parked, meta("held")))
+        try:
+            storage.abort_upload(upload_id)
+            aborted = True
+        except UploadConflict:
+            aborted = False
+        parked.released.set()
+        held.wait()
+        if aborted:
+            assert held.result is None, "a write was recorded on an aborted upload"
+            with pytest.raises(KeyNotFound):
+                storage.upload_state(upload_id)
+            storage.abort_upload(upload_id)  # leftovers of the held write, if any, go too
+        else:
+            assert held.result is not None and storage.upload_state(upload_id) == held.result
+            storage.abort_upload(upload_id)
+        assert upload_id not in {info.upload_id for info in storage.list_uploads()}
+
+    def test_write_after_commit_began_from_its_version(self, storage: Storage, ns: str, part: int) -> None:
+        """A write from the committed version that arrives after the commit records nothing."""
+        upload_id, state = self.started(storage, b"abc")
+        assert storage.commit_upload(upload_id, state.version, ns + "blob") is True
+        with pytest.raises(KeyNotFound):
+            storage.write_upload(upload_id, state.version, [payload(part + 1)], meta("late"))
+        assert storage.read(ns + "blob") == b"abc"
+
+    def _commit_exactly(self, storage: Storage, upload_id: str, state: UploadState, key: str,
+                        expected: bytes) -> None:
+        """Commit ``state``: the object is exactly ``expected``, or the commit is refused whole."""
+        try:
+            storage.commit_upload(upload_id, state.version, key)
+        except UploadConflict:
+            # A backend without locks may find a part rewritten by the losing write: it refuses
+            # the commit rather than mix the two writes' bytes.
+            storage.abort_upload(upload_id)
+            with pytest.raises(KeyNotFound):
+                storage.read(key)
+            return
+        assert read_all(storage, key) == expected
+
+    # -- races between uploads ----------------------------------------------------------------
 
     def test_concurrent_commits_same_content(self, storage: Storage, ns: str, part: int) -> None:
-        """Pushes of one blob race harmlessly: every commit succeeds, one whole copy remains."""
+        """Pushes of one blob race harmlessly: one commit creates it, the others keep it."""
         data = payload(part + 1234, seed=16)
         key = ns + "blobs/same"
+        states = [self.started(storage, data) for _ in range(self.threads)]
 
-        def push(i: int) -> int:
-            return self.upload(storage, [split(data, [i + 1, part // 2])], key)
+        def commit(i: int) -> bool:
+            upload_id, state = states[i]
+            return storage.commit_upload(upload_id, state.version, key)
 
         with ThreadPoolExecutor(self.threads) as pool:
-            sizes = list(pool.map(push, range(self.threads)))
-        assert sizes == [len(data)] * self.threads
+            created = list(pool.map(commit, range(self.threads)))
+        assert created.count(True) == 1
         assert storage.read(key) == data
         assert list(storage.list(ns + "blobs/")) == ["same"]
 
     def test_concurrent_commits_never_mix(self, storage: Storage, ns: str, part: int) -> None:
         versions = [payload(part + 100 * i, seed=100 + i) for i in range(4)]
         key = ns + "mixed"
+        states = [self.started(storage, versions[i % len(versions)]) for i in range(self.threads)]
 
-        def push(i: int) -> None:
-            self.upload(storage, [[versions[i % len(versions)]]], key)
+        def commit(i: int) -> bool:
+            upload_id, state = states[i]
+            return storage.commit_upload(upload_id, state.version, key)
 
         with ThreadPoolExecutor(self.threads) as pool:
-            list(pool.map(push, range(self.threads)))
-        assert storage.read(key) in versions
+            created = list(pool.map(commit, range(self.threads)))
+        assert created.count(True) == 1
+        assert storage.read(key) == versions[created.index(True) % len(versions)]
 
     def test_readers_never_see_partial_commit(self, storage: Storage, ns: str, part: int) -> None:
         data = payload(3 * part + 1, seed=17)
@@ -785,13 +1073,11 @@ class StorageSuite:
         with ThreadPoolExecutor(2) as pool:
             watcher = pool.submit(watch)
             try:
-                upload_id = new_upload_id()
-                storage.create_upload(upload_id)
-                offset = 0
+                upload_id, state = self.started(storage)
                 for piece in split(data, [part // 2] * 6):
-                    offset = storage.write_upload(upload_id, offset, [piece])
+                    state = storage.write_upload(upload_id, state.version, [piece], meta("piece"))
                     assert storage.delete(key) is False, "an uncommitted upload is visible"
-                storage.commit_upload(upload_id, key, offset)
+                storage.commit_upload(upload_id, state.version, key)
                 while not observed or observed[-1] is None:
                     if watcher.done():
                         break

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import subprocess
+import threading
+import time
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 
-from docker_registry_wsgi.storage import FilesystemStorage
+from docker_registry_wsgi.storage import (
+    FilesystemStorage,
+    KeyNotFound,
+    StorageFull,
+    StorageUnavailable,
+    UploadConflict,
+)
 from docker_registry_wsgi.testing import StorageSuite
-from docker_registry_wsgi.testing.storage import HOSTILE_KEYS, new_upload_id
+from docker_registry_wsgi.testing.storage import HOSTILE_KEYS, meta, new_upload_id, payload
 
 
 class TestFilesystemStorage(StorageSuite):
@@ -23,6 +34,17 @@ class TestFilesystemStorage(StorageSuite):
         """Another process over the same folder."""
         return FilesystemStorage(storage.root, fsync=False)
 
+    @pytest.fixture(autouse=True)
+    def _leaves_no_temporary_file(self, storage: FilesystemStorage) -> Iterator[None]:
+        yield
+        assert os.listdir(os.path.join(storage.root, "~tmp")) == []
+
+
+def started(storage: FilesystemStorage, data: bytes) -> tuple[str, Any]:
+    upload_id = new_upload_id()
+    state = storage.create_upload(upload_id, b"")
+    return upload_id, storage.write_upload(upload_id, state.version, [data], meta("data"))
+
 
 def test_hostile_keys_write_nothing_outside_root(tmp_path: Path) -> None:
     root = tmp_path / "deep" / "root"
@@ -34,11 +56,9 @@ def test_hostile_keys_write_nothing_outside_root(tmp_path: Path) -> None:
                 attempt()
             except Exception:  # noqa: BLE001 - only the file system's state matters here
                 pass
-        upload_id = new_upload_id()
-        storage.create_upload(upload_id)
-        size = storage.write_upload(upload_id, 0, [b"x"])
+        upload_id, state = started(storage, b"x")
         try:
-            storage.commit_upload(upload_id, key, size)
+            storage.commit_upload(upload_id, state.version, key)
         except Exception:  # noqa: BLE001
             pass
     outside_after = {p for p in tmp_path.rglob("*") if root not in p.parents and p != root}
@@ -48,14 +68,170 @@ def test_hostile_keys_write_nothing_outside_root(tmp_path: Path) -> None:
 
 def test_committed_blob_is_a_plain_file(tmp_path: Path) -> None:
     storage = FilesystemStorage(tmp_path)
-    upload_id = new_upload_id()
-    storage.create_upload(upload_id)
-    size = storage.write_upload(upload_id, 0, [b"abc", b"def"])
-    storage.commit_upload(upload_id, "blobs/x", size)
+    upload_id, state = started(storage, b"abcdef")
+    storage.commit_upload(upload_id, state.version, "blobs/x")
     path = storage.file_path("blobs/x")
     assert Path(path).read_bytes() == b"abcdef"
+    assert os.stat(path).st_nlink == 1, "the upload's name was left on the committed file"
     reader = storage.open("blobs/x", 2)
     try:
         assert hasattr(reader, "fileno") and os.lseek(reader.fileno(), 0, os.SEEK_CUR) == 2
     finally:
         reader.close()
+
+
+def test_writer_that_locks_after_a_commit_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A PATCH that opened the upload before the PUT committed it, and locked it after.
+
+    The file it opened is now the committed blob; after taking the lock it sees the upload's
+    name no longer leads to that file, and stops without writing.
+    """
+    storage = FilesystemStorage(tmp_path, fsync=False)
+    upload_id, state = started(storage, b"committed bytes")
+    real_flock = fcntl.flock
+    writer = threading.current_thread()
+    at_lock, go_on = threading.Event(), threading.Event()
+
+    def gated_flock(fd: int, operation: int) -> None:
+        if threading.current_thread() is not writer:
+            at_lock.set()
+            assert go_on.wait(30)
+        real_flock(fd, operation)
+
+    errors: list[BaseException] = []
+
+    def patch() -> None:
+        try:
+            storage.write_upload(upload_id, state.version, [b"ATTACKER" * 1000], meta("attacker"))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    monkeypatch.setattr(fcntl, "flock", gated_flock)
+    thread = threading.Thread(target=patch)
+    thread.start()
+    assert at_lock.wait(30)  # the writer has the file open and waits to lock it
+    assert storage.commit_upload(upload_id, state.version, "blobs/victim") is True
+    go_on.set()
+    thread.join(30)
+    assert len(errors) == 1 and isinstance(errors[0], KeyNotFound)
+    assert Path(storage.file_path("blobs/victim")).read_bytes() == b"committed bytes"
+
+
+def test_held_upload_refuses_at_once(tmp_path: Path) -> None:
+    """Another process's lock on the upload (flock is per open file): refused, never waited for."""
+    storage = FilesystemStorage(tmp_path, fsync=False)
+    upload_id, state = started(storage, b"abc")
+    with open(os.path.join(tmp_path, "~uploads", upload_id), "r+b") as other:
+        fcntl.flock(other.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for call in (
+            lambda: storage.write_upload(upload_id, state.version, [b"d"], meta("d")),
+            lambda: storage.commit_upload(upload_id, state.version, "blobs/x"),
+            lambda: storage.abort_upload(upload_id),
+        ):
+            with pytest.raises(UploadConflict):
+                call()
+        assert upload_id not in storage.purge_uploads(0, now=time.time() + 3600)
+    assert storage.upload_state(upload_id) == state
+    storage.abort_upload(upload_id)
+
+
+def test_purge_reclaims_leftovers(tmp_path: Path) -> None:
+    """After a crash: bytes without a state, a state without bytes, half-written temporary files."""
+    storage = FilesystemStorage(tmp_path, fsync=False)
+    uploads, tmp = tmp_path / "~uploads", tmp_path / "~tmp"
+    no_state, no_bytes = new_upload_id(), new_upload_id()
+    (uploads / no_state).write_bytes(b"orphaned bytes")
+    (uploads / f"{no_bytes}.state").write_bytes(b'{"size": 0, "version": "v", "meta": ""}')
+    (uploads / "legacy-upload-aaaaaaaaaaaa").write_bytes(b"an earlier version's upload file")
+    (tmp / "tmpabc123").write_bytes(b"half a tag")
+    live, state = started(storage, b"live")
+    hour_ago = time.time() - 3600
+    for path in [*uploads.iterdir(), *tmp.iterdir()]:
+        if live not in path.name:
+            os.utime(path, (hour_ago, hour_ago))
+    purged = storage.purge_uploads(600)
+    assert sorted(purged) == sorted([no_state, no_bytes, "legacy-upload-aaaaaaaaaaaa"])
+    assert sorted(p.name for p in uploads.iterdir()) == sorted([live, f"{live}.state"])
+    assert list(tmp.iterdir()) == []
+    assert storage.upload_state(live) == state
+    storage.abort_upload(live)
+
+
+def test_write_fsyncs_each_new_name_into_its_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Durability: a link or tag written after a blob cannot survive a power loss the blob's
+    rename did not; every new folder and name is flushed into its parent before returning."""
+    storage = FilesystemStorage(tmp_path, fsync=True)
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    upload_id, state = started(storage, b"blob bytes")
+    synced.clear()
+    storage.commit_upload(upload_id, state.version, "blobs/sha256/ab/abcd")
+    for folder in ("blobs", "blobs/sha256", "blobs/sha256/ab"):
+        assert str(tmp_path / folder) in synced, f"{folder} not flushed"
+    assert str(tmp_path) in synced
+    synced.clear()
+    storage.write("repositories/a/_layers/x", b"")
+    assert str(tmp_path / "repositories" / "a" / "_layers") in synced
+    assert any(path.startswith(str(tmp_path / "~tmp")) for path in synced), "data not flushed"
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs: a real full disk (needs the right to mount, as root in CI has)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({result.stderr.strip()}): needs root")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_full_disk_keeps_the_upload_resumable(small_disk: Path) -> None:
+    storage = FilesystemStorage(small_disk / "root", fsync=True)
+    upload_id, state = started(storage, b"before ")
+    filler = small_disk / "filler"
+    with pytest.raises(StorageFull):
+        storage.write_upload(upload_id, state.version, [payload(4 << 20)], meta("too big"))
+    assert storage.upload_state(upload_id) == state
+    filler.write_bytes(b"")
+    with pytest.raises(StorageFull):
+        with open(filler, "wb") as f:  # take the rest of the disk, then try a small write
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError:
+                pass
+        storage.write("tags/x", b"doc" * 1000)
+    filler.unlink()  # space returns
+    state = storage.write_upload(upload_id, state.version, [b"after"], meta("after"))
+    assert storage.commit_upload(upload_id, state.version, "blobs/x") is True
+    assert storage.read("blobs/x") == b"before after"
+    assert os.listdir(small_disk / "root" / "~tmp") == []
+
+
+def test_read_only_disk_is_unavailable(small_disk: Path) -> None:
+    storage = FilesystemStorage(small_disk / "root", fsync=False)
+    upload_id, state = started(storage, b"abc")
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    try:
+        with pytest.raises(StorageUnavailable):
+            storage.write("tags/x", b"doc")
+        with pytest.raises(StorageUnavailable):
+            storage.write_upload(upload_id, state.version, [b"d"], meta("d"))
+        assert storage.upload_state(upload_id) == state
+    finally:
+        subprocess.run(["mount", "-o", "remount,rw", str(small_disk)], check=True)
+    state = storage.write_upload(upload_id, state.version, [b"d"], meta("d"))
+    storage.commit_upload(upload_id, state.version, "blobs/y")
+    assert storage.read("blobs/y") == b"abcd"

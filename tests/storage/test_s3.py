@@ -5,18 +5,19 @@ SeaweedFS enforces S3's 5 MiB minimum part size, so the suite runs with the smal
 
 from __future__ import annotations
 
+import json
 import secrets
+import time
 import tracemalloc
 import urllib.request
-from datetime import datetime, timedelta, timezone
 from typing import Any, Iterator
 
 import pytest
 
-from docker_registry_wsgi.storage import KeyNotFound, UploadOffsetMismatch
+from docker_registry_wsgi.storage import KeyNotFound, UploadConflict, UploadState
 from docker_registry_wsgi.storage.s3 import MIN_PART_SIZE, S3Storage
 from docker_registry_wsgi.testing import StorageSuite
-from docker_registry_wsgi.testing.storage import ChunkFailure, failing, new_upload_id, payload, split
+from docker_registry_wsgi.testing.storage import ChunkFailure, failing, meta, new_upload_id, payload, split
 from tests.support.seaweedfs import S3Bucket
 
 pytestmark = pytest.mark.s3
@@ -98,27 +99,29 @@ def internal_objects(storage: S3Storage) -> list[str]:
     return [item["Key"] for item in response.get("Contents", ())]
 
 
-def test_small_upload_skips_multipart(s3: S3Storage) -> None:
+def started(storage: S3Storage) -> tuple[str, UploadState]:
     upload_id = new_upload_id()
-    s3.create_upload(upload_id)
-    offset = 0
+    return upload_id, storage.create_upload(upload_id, b"")
+
+
+def test_small_upload_skips_multipart(s3: S3Storage) -> None:
+    upload_id, state = started(s3)
     for _ in range(4):
-        offset = s3.write_upload(upload_id, offset, [payload(PART // 5)])
+        state = s3.write_upload(upload_id, state.version, [payload(PART // 5)], meta("small"))
     assert multipart_uploads(s3) == []
     with Requests(s3) as requests:
-        s3.commit_upload(upload_id, "blob", offset)
+        s3.commit_upload(upload_id, state.version, "blob")
     assert "CreateMultipartUpload" not in requests.names()
-    assert s3.size("blob") == offset
+    assert s3.size("blob") == state.size
     assert internal_objects(s3) == []
 
 
 def test_large_upload_uses_parts_and_cleans_up(s3: S3Storage) -> None:
     data = payload(2 * PART + 10, seed=1)
-    upload_id = new_upload_id()
-    s3.create_upload(upload_id)
-    size = s3.write_upload(upload_id, 0, split(data, [PART // 3] * 7))
+    upload_id, state = started(s3)
+    state = s3.write_upload(upload_id, state.version, split(data, [PART // 3] * 7), meta("big"))
     assert len(multipart_uploads(s3)) == 1
-    s3.commit_upload(upload_id, "blob", size)
+    s3.commit_upload(upload_id, state.version, "blob")
     assert multipart_uploads(s3) == []
     assert internal_objects(s3) == []
     assert s3.read("blob") == data
@@ -126,67 +129,88 @@ def test_large_upload_uses_parts_and_cleans_up(s3: S3Storage) -> None:
 
 def test_commit_does_not_move_bytes_through_the_registry(s3: S3Storage) -> None:
     data = payload(2 * PART + 77, seed=2)
-    upload_id = new_upload_id()
-    s3.create_upload(upload_id)
-    size = s3.write_upload(upload_id, 0, [data])
+    upload_id, state = started(s3)
+    state = s3.write_upload(upload_id, state.version, [data], meta("data"))
     with Requests(s3) as requests:
-        s3.commit_upload(upload_id, "blob", size)
+        s3.commit_upload(upload_id, state.version, "blob")
     names = requests.names()
-    assert "UploadPart" not in names and "PutObject" not in names
+    assert "UploadPart" not in names
     assert names.count("GetObject") == 1  # the upload's state object, nothing else
+    assert [size for name, size in requests.calls if name == "PutObject"] == [-1]  # the seal
     assert "UploadPartCopy" in names and "CompleteMultipartUpload" in names
     assert s3.read("blob") == data
 
 
 def test_write_holds_at_most_one_part(s3: S3Storage) -> None:
-    upload_id = new_upload_id()
-    s3.create_upload(upload_id)
+    upload_id, state = started(s3)
     chunk = b"\xab" * (256 * 1024)
-    offset = s3.write_upload(upload_id, 0, [chunk])  # leaves a tail the next write extends
+    state = s3.write_upload(upload_id, state.version, [chunk], meta("a"))  # leaves a tail
     tracemalloc.start()
     try:
-        offset = s3.write_upload(upload_id, offset, (chunk for _ in range(4 * PART // len(chunk))))
+        state = s3.write_upload(upload_id, state.version,
+                                (chunk for _ in range(4 * PART // len(chunk))), meta("b"))
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert offset == len(chunk) + 4 * PART
+    assert state.size == len(chunk) + 4 * PART
     assert peak < PART + 2 * len(chunk) + (1 << 20), f"peak {peak} bytes for {PART}-byte parts"
     s3.abort_upload(upload_id)
 
 
 def test_failed_write_after_a_part_leaves_nothing_behind(s3: S3Storage) -> None:
     data = payload(2 * PART, seed=3)
-    upload_id = new_upload_id()
-    s3.create_upload(upload_id)
+    upload_id, state = started(s3)
     with pytest.raises(ChunkFailure):
-        s3.write_upload(upload_id, 0, failing(split(data, [PART // 2] * 4), PART + 5))
-    size = s3.write_upload(upload_id, 0, [data])
-    s3.commit_upload(upload_id, "blob", size)
+        s3.write_upload(upload_id, state.version,
+                        failing(split(data, [PART // 2] * 4), PART + 5), meta("lost"))
+    assert multipart_uploads(s3) == []  # the failed write's multipart upload is aborted at once
+    state = s3.write_upload(upload_id, state.version, [data], meta("data"))
+    s3.commit_upload(upload_id, state.version, "blob")
     assert s3.read("blob") == data
-    assert multipart_uploads(s3) == []  # the failed write's multipart upload was aborted too
+    assert multipart_uploads(s3) == []
     assert internal_objects(s3) == []
 
 
-def test_unrecorded_offset_is_a_mismatch(s3: S3Storage) -> None:
-    upload_id = new_upload_id()
-    s3.create_upload(upload_id)
-    size = s3.write_upload(upload_id, 0, [b"abcdef"])
-    with pytest.raises(UploadOffsetMismatch):
-        s3.write_upload(upload_id, size - 1, [b"x"])
-    with pytest.raises(UploadOffsetMismatch):
-        s3.commit_upload(upload_id, "blob", size + 1)
+def test_losing_write_leaves_nothing_behind(s3: S3Storage) -> None:
+    """Of two writes from one version the second to record loses; its tail and multipart go."""
+    upload_id, state = started(s3)
+    s3.write_upload(upload_id, state.version, [payload(PART // 2)], meta("winner"))
+    with pytest.raises(UploadConflict):
+        s3.write_upload(upload_id, state.version, [payload(PART + 9)], meta("loser"))
+    assert len(multipart_uploads(s3)) == 0
+    assert [key.rsplit("/", 1)[-1] for key in internal_objects(s3) if "/tail/" in key] != []
+    assert len([key for key in internal_objects(s3) if "/tail/" in key]) == 1
     s3.abort_upload(upload_id)
+    assert internal_objects(s3) == []
+
+
+def test_part_rewritten_by_a_losing_write_refuses_the_commit(s3: S3Storage) -> None:
+    """On a store that keeps only the last upload of a part number, the recorded ETag no longer
+    matches and completing is refused; on one that keeps both (SeaweedFS), the recorded bytes win."""
+    upload_id, state = started(s3)
+    first = payload(PART, seed=30)
+    recorded = s3.write_upload(upload_id, state.version, [first], meta("recorded"))
+    state_doc = json.loads(s3.client.get_object(Bucket=s3.bucket, Key=s3._current_key(upload_id))["Body"].read())
+    s3.client.upload_part(Bucket=s3.bucket, Key=f"{s3.prefix}~uploads/{upload_id}/data",
+                          UploadId=state_doc["multipart_id"], PartNumber=1, Body=payload(PART, seed=31))
+    try:
+        s3.commit_upload(upload_id, recorded.version, "blob")
+    except UploadConflict:
+        s3.abort_upload(upload_id)
+        with pytest.raises(KeyNotFound):
+            s3.read("blob")
+        return
+    assert s3.read("blob") == first
 
 
 def test_part_size_travels_with_the_upload(s3_bucket: S3Bucket, prefix: str) -> None:
     first = make_storage(s3_bucket, prefix, part_size=PART)
     second = make_storage(s3_bucket, prefix, part_size=2 * PART)
     data = payload(3 * PART + 1, seed=4)
-    upload_id = new_upload_id()
-    first.create_upload(upload_id)
-    offset = first.write_upload(upload_id, 0, [data[:PART + 3]])
-    offset = second.write_upload(upload_id, offset, [data[PART + 3 :]])
-    second.commit_upload(upload_id, "blob", offset)
+    upload_id, state = started(first)
+    state = first.write_upload(upload_id, state.version, [data[:PART + 3]], meta("a"))
+    state = second.write_upload(upload_id, state.version, [data[PART + 3 :]], meta("b"))
+    second.commit_upload(upload_id, state.version, "blob")
     assert first.read("blob") == data
 
 
@@ -194,14 +218,19 @@ def test_multipart_copy_above_copy_threshold(s3_bucket: S3Bucket, prefix: str) -
     # The path for blobs over 5 GiB (S3's CopyObject limit), exercised with small thresholds.
     storage = make_storage(s3_bucket, prefix, copy_threshold=PART + 1, copy_part_size=PART)
     data = payload(2 * PART + 999, seed=5)
-    upload_id = new_upload_id()
-    storage.create_upload(upload_id)
-    size = storage.write_upload(upload_id, 0, [data])
+    upload_id, state = started(storage)
+    state = storage.write_upload(upload_id, state.version, [data], meta("data"))
     with Requests(storage) as requests:
-        storage.commit_upload(upload_id, "big", size)
+        assert storage.commit_upload(upload_id, state.version, "big") is True
     assert requests.names().count("UploadPartCopy") >= 1 + 3  # the tail, then three ranges
     assert "CopyObject" not in requests.names()
     assert storage.read("big") == data
+    # The multipart copy never replaces an existing object either.
+    upload_id, state = started(storage)
+    state = storage.write_upload(upload_id, state.version, [payload(2 * PART + 5, seed=6)], meta("x"))
+    assert storage.commit_upload(upload_id, state.version, "big") is False
+    assert storage.read("big") == data
+    assert multipart_uploads(storage) == []
 
 
 def test_redirect_url_is_presigned_get(s3_bucket: S3Bucket, prefix: str) -> None:
@@ -230,19 +259,37 @@ def test_no_redirect_by_default(s3: S3Storage) -> None:
 def test_list_and_purge_stale_uploads(s3: S3Storage) -> None:
     fresh, stale = new_upload_id(), new_upload_id()
     for upload_id in (fresh, stale):
-        s3.create_upload(upload_id)
-        s3.write_upload(upload_id, 0, [payload(PART + 1)])
+        state = s3.create_upload(upload_id, b"")
+        s3.write_upload(upload_id, state.version, [payload(PART + 1)], meta("x"))
     listed = {info.upload_id: info for info in s3.list_uploads()}
     assert set(listed) == {fresh, stale}
-    assert all(len(info.multipart_ids) == 1 for info in listed.values())
-    later = datetime.now(timezone.utc) + timedelta(hours=2)
     # Only uploads idle for longer than the window go; none here is an hour old.
-    assert s3.purge_uploads(timedelta(hours=1)) == []
-    assert sorted(s3.purge_uploads(timedelta(hours=1), now=later)) == sorted([fresh, stale])
+    assert s3.purge_uploads(3600) == []
+    assert sorted(s3.purge_uploads(3600, now=time.time() + 7200)) == sorted([fresh, stale])
     assert list(s3.list_uploads()) == []
     assert multipart_uploads(s3) == []
     with pytest.raises(KeyNotFound):
-        s3.write_upload(stale, PART + 1, [b"x"])
+        s3.write_upload(stale, "v", [b"x"], meta("x"))
+
+
+def test_purge_counts_parts_as_activity(s3: S3Storage) -> None:
+    """A write still sending parts has not recorded a state yet: its parts show it is active."""
+    upload_id, state = started(s3)
+    s3.write_upload(upload_id, state.version, [payload(PART + 1)], meta("x"))
+    (info,) = [i for i in s3.list_uploads() if i.upload_id == upload_id]
+    parts = [p for m in multipart_uploads(s3) for p in s3._parts(m["Key"], m["UploadId"])]
+    assert info.last_activity >= max(p["LastModified"].timestamp() for p in parts)
+    s3.abort_upload(upload_id)
+
+
+def test_purge_reclaims_an_abandoned_multipart_copy(s3: S3Storage) -> None:
+    """A process that died while copying a large blob onto its key left a multipart upload there."""
+    multipart = s3.client.create_multipart_upload(Bucket=s3.bucket, Key=s3.prefix + "blobs/big")
+    assert s3.purge_uploads(3600) == []
+    assert len(multipart_uploads(s3)) == 1
+    s3.purge_uploads(3600, now=time.time() + 7200)
+    assert multipart_uploads(s3) == []
+    assert multipart["UploadId"]
 
 
 def test_prefixes_isolate_registries(s3_bucket: S3Bucket) -> None:
