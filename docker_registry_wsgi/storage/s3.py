@@ -251,7 +251,7 @@ class S3Storage(Storage):
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         )
-        return boto3.session.Session().client(
+        client = boto3.session.Session().client(
             "s3",
             endpoint_url=self.endpoint_url,
             region_name=self.region,
@@ -260,6 +260,8 @@ class S3Storage(Storage):
             aws_session_token=session_token,
             config=config,
         )
+        client.meta.events.register_last("before-call.s3", _no_continue_for_empty_bodies)
+        return client
 
     def close(self) -> None:
         with self._client_lock:
@@ -397,17 +399,25 @@ class S3Storage(Storage):
     def _put_state(self, upload_id: str, state: _State, version: str | None) -> str:
         """Record ``state`` as current if ``version`` is (``None``: if there is none); its ETag."""
         condition = {"IfMatch": version} if version is not None else {"IfNoneMatch": "*"}
+        body = state.to_json()
         try:
             response = self.client.put_object(
-                Bucket=self.bucket, Key=self._current_key(upload_id), Body=state.to_json(), **condition
+                Bucket=self.bucket, Key=self._current_key(upload_id), Body=body, **condition
             )
         except Exception as exc:
             if _code(exc) in _MISSING:
                 raise KeyNotFound(upload_id) from None
             if _code(exc) not in _PRECONDITION:
                 raise
-            if version is not None:
-                self._state(upload_id)  # KeyNotFound if the upload ended meanwhile
+            # botocore retries a request whose answer was lost; if the first attempt was
+            # recorded, the retry's condition fails on our own state (its nonce is unique).
+            try:
+                current = self.client.get_object(Bucket=self.bucket, Key=self._current_key(upload_id))
+            except Exception as missing:
+                raise _not_found(missing, upload_id) from None
+            with current["Body"] as stream:
+                if stream.read() == body:
+                    return str(current["ETag"])
             raise UploadConflict(f"upload {upload_id} moved on from version {version}") from None
         return str(response["ETag"])
 
@@ -733,6 +743,23 @@ class S3Storage(Storage):
                 HttpMethod=method.upper(),
             )
         )
+
+
+def _no_continue_for_empty_bodies(params: dict[str, Any], **_: Any) -> None:
+    """Send empty PUT bodies without ``Expect: 100-continue`` (botocore adds it to every PUT).
+
+    A store may answer such a request at once instead of with ``100 Continue`` (SeaweedFS
+    does); botocore then leaves that answer on the connection, where the next request reads
+    it, and waits out its read timeout (seen: 20 s stalls after writing an empty link).
+    botocore's own switch for this is an environment variable, which a library must not set.
+    """
+    headers, body = params.get("headers", {}), params.get("body")
+    if headers.get("Expect") and body is not None and hasattr(body, "seek") and hasattr(body, "tell"):
+        position = body.tell()
+        empty = body.seek(0, os.SEEK_END) == 0
+        body.seek(position)
+        if empty:
+            del headers["Expect"]
 
 
 def _code(exc: BaseException) -> str | None:

@@ -324,3 +324,22 @@ def test_seaweedfs_lists_folders_named_dot_uploads(s3: S3Storage) -> None:
     s3.write(".uploads/x", b"1")
     assert s3.read(".uploads/x") == b"1"
     assert list(s3.list("")) == [".uploads/x"]
+
+
+def test_empty_puts_do_not_wait_for_continue(s3_bucket: S3Bucket, prefix: str) -> None:
+    """botocore adds ``Expect: 100-continue`` to every PUT; SeaweedFS answers an empty one at
+    once, and botocore then left that answer on the connection for the next request to trip on
+    (20 s stalls). Empty bodies go without it; others keep it."""
+    storage = make_storage(s3_bucket, prefix, own_client=True)
+    sent: list[tuple[str, str | None]] = []
+
+    def record(request: Any, **_: Any) -> None:
+        if request.method == "PUT":
+            sent.append((request.url.rsplit("/", 1)[-1], request.headers.get("Expect")))
+
+    storage.client.meta.events.register("before-send.s3", record)
+    storage.write("links/empty", b"")
+    storage.write("links/full", b"x" * 100)
+    assert [expect for name, expect in sent if name == "empty"] == [None]
+    assert [expect for name, expect in sent if name == "full"] in ([b"100-continue"], ["100-continue"])
+    storage.close()
