@@ -32,10 +32,13 @@ class MalformedCredentials(ValueError):
 
 
 def parse_basic_credentials(header: str | None) -> tuple[str, str] | None:
-    """``(username, password)`` of a ``Basic`` header; ``None`` when it is absent or not Basic.
+    """``(username, password)`` of a ``Basic`` header; ``None`` when there are no credentials.
 
-    Raises :class:`MalformedCredentials` for a Basic header that cannot be decoded (bad base64,
-    non-UTF-8, no colon, empty user name) so that callers answer 401 instead of guessing.
+    ``None`` stands for an absent header, another scheme, and the empty pair ``:`` (``Basic Og==``),
+    which skopeo and podman send after a Basic challenge when they have no credentials: all three
+    are anonymous callers. Raises :class:`MalformedCredentials` for a Basic header that cannot be
+    decoded (bad base64, non-UTF-8, no colon, an empty user name with a password) so that callers
+    answer 401 instead of guessing.
     """
     if not header:
         return None
@@ -50,6 +53,8 @@ def parse_basic_credentials(header: str | None) -> tuple[str, str] | None:
     except (UnicodeError, binascii.Error, ValueError) as exc:
         raise MalformedCredentials("Basic credentials are not base64 of UTF-8 text") from exc
     username, colon, password = decoded.partition(":")
+    if colon and not username and not password:
+        return None
     if not colon or not username:
         raise MalformedCredentials("Basic credentials have no user name")
     return username, password
