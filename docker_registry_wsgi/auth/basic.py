@@ -9,8 +9,10 @@ from typing import Callable, Sequence
 
 from werkzeug.wrappers import Request
 
-from ..errors import Denied, Unauthorized
+from ..errors import Denied, TooManyRequests, Unauthorized
 from .base import Access, AccessPolicy
+from .credentials import CachedPasswordCheck
+from .throttle import FailureThrottle, Throttled
 
 __all__ = [
     "BasicAuth",
@@ -71,7 +73,10 @@ class BasicAuth:
     """Authenticate with ``Authorization: Basic`` and authorize with an :class:`AccessPolicy`.
 
     Missing or wrong credentials get 401 and a ``Basic`` challenge, unless the policy grants the
-    needed access to anonymous callers; an authenticated user short of access gets 403.
+    needed access to anonymous callers; an authenticated user short of access gets 403. With a
+    ``throttle``, a user name or client address with too many recent failures gets 429
+    ``TOOMANYREQUESTS`` and ``Retry-After`` instead of a password check, except for a pair that
+    ``cached`` (default: ``verify.cached`` of a :class:`CachedPasswordCheck`) still remembers.
     """
 
     def __init__(
@@ -79,8 +84,14 @@ class BasicAuth:
         verify: PasswordCheck,
         policy: AccessPolicy | None = None,
         realm: str = "docker-registry-wsgi",
+        throttle: FailureThrottle | None = None,
+        cached: PasswordCheck | None = None,
     ) -> None:
         self.verify = verify
+        self.throttle = throttle
+        if cached is None and isinstance(verify, CachedPasswordCheck):
+            cached = verify.cached
+        self.cached = cached
         self.policy: AccessPolicy = policy or AllowAuthenticated()
         self.challenge = 'Basic realm="{}"'.format(realm.replace("\\", "\\\\").replace('"', '\\"'))
         self.log = logging.getLogger(__name__)
@@ -94,7 +105,17 @@ class BasicAuth:
             raise Unauthorized(message="malformed credentials", challenge=self.challenge) from None
         if credentials is None:
             return None
-        identity = self.verify(*credentials)
+        if self.throttle is None:
+            identity = self.verify(*credentials)
+        else:
+            try:
+                identity = self.throttle.check(self.verify, *credentials, request.remote_addr,
+                                               cached=self.cached)
+            except Throttled as exc:
+                raise TooManyRequests(
+                    {"retry_after": exc.retry_after}, message=str(exc),
+                    headers={"Retry-After": str(exc.retry_after)},
+                ) from None
         if identity is None:
             self.log.info(
                 "refused credentials of user %r from %s", credentials[0], request.remote_addr
