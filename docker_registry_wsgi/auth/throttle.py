@@ -96,11 +96,11 @@ class FailureThrottle:
                               username, address, wait)
                 raise Throttled(wait)
         identity = verify(username, password)
-        if identity is None and self.failed(username, address):
-            self.log.warning(
-                "%d failed logins of %r or from %s within %.0f s: further attempts are refused "
-                "until older failures expire", self.limit, username, address, self.window,
-            )
+        if identity is None:
+            reached = self.failed(username, address)
+            if reached:
+                self.log.warning("%s within %.0f s: further password checks are refused with "
+                                 "429 until older failures expire", reached, self.window)
         return identity
 
     @property
@@ -130,12 +130,12 @@ class FailureThrottle:
                     wait = max(wait, times[0] + self.window - now)
         return math.ceil(wait) if wait > 0 else 0
 
-    def failed(self, username: str, address: str | None) -> bool:
-        """Count a failed login; ``True`` when this failure reaches a limit (worth logging)."""
+    def failed(self, username: str, address: str | None) -> str | None:
+        """Count a failed login; says which limit this failure reaches (worth logging), if any."""
         if not self.enabled:
-            return False
+            return None
         now = self._clock()
-        reached = False
+        reached: list[str] = []
         with self._lock:
             for key, limit in self._keys(username, address):
                 times = self._recent(key, now)
@@ -143,10 +143,12 @@ class FailureThrottle:
                     times = self._failures[key] = deque(maxlen=limit)
                 times.append(now)
                 self._failures.move_to_end(key)
-                reached = reached or len(times) == limit
+                if len(times) == limit:
+                    who = f"user {username!r}" if key[0] == "user" else f"address {address}"
+                    reached.append(f"{limit} failed logins of {who}")
             while len(self._failures) > self.max_keys:
                 self._failures.popitem(last=False)
-        return reached
+        return " and ".join(reached) or None
 
     def _recent(self, key: tuple[str, bytes], now: float) -> deque[float] | None:
         """The failure times of ``key`` still inside the window (older ones dropped)."""

@@ -7,6 +7,7 @@ Distribution Spec names for it ("Error Codes": ``TOOMANYREQUESTS``, 429) and ``R
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +40,11 @@ class Checks:
 def test_refuses_after_limit_failures_within_the_window(clock: FakeClock) -> None:
     throttle = FailureThrottle(limit=3, window=60, clock=clock)
     for _ in range(2):
-        assert throttle.failed("alice", "10.0.0.1") is False
+        assert throttle.failed("alice", "10.0.0.1") is None
         clock.now += 10
     assert throttle.retry_after("alice", "10.0.0.1") == 0
-    assert throttle.failed("alice", "10.0.0.1") is True  # the third: the limit is reached
+    # The third: the limit is reached, and said so for the log.
+    assert throttle.failed("alice", "10.0.0.1") == "3 failed logins of user 'alice'"
     # The first failure was 20 s ago: it leaves the window in 40 s, and then one more try is free.
     assert throttle.retry_after("alice", "10.0.0.1") == 40
     assert throttle.retry_after("alice", "10.9.9.9") == 40  # per user, whatever the address
@@ -56,15 +58,16 @@ def test_refuses_after_limit_failures_within_the_window(clock: FakeClock) -> Non
 def test_failures_spread_over_more_than_the_window_never_refuse(clock: FakeClock) -> None:
     throttle = FailureThrottle(limit=3, window=60, clock=clock)
     for _ in range(10):
-        assert throttle.failed("alice", None) is False
+        assert throttle.failed("alice", None) is None
         assert throttle.retry_after("alice", None) == 0
         clock.now += 30.5
 
 
 def test_per_address_limit(clock: FakeClock) -> None:
     throttle = FailureThrottle(limit=100, window=60, address_limit=4, clock=clock)
-    for n in range(4):
-        throttle.failed(f"user{n}", "192.0.2.7")
+    for n in range(3):
+        assert throttle.failed(f"user{n}", "192.0.2.7") is None
+    assert throttle.failed("user3", "192.0.2.7") == "4 failed logins of address 192.0.2.7"
     assert throttle.retry_after("someone-new", "192.0.2.7") == 60
     assert throttle.retry_after("someone-new", "192.0.2.8") == 0
     assert throttle.retry_after("someone-new", None) == 0  # no address known: user count only
@@ -74,7 +77,7 @@ def test_zero_limits_turn_counts_off(clock: FakeClock) -> None:
     throttle = FailureThrottle(limit=0, address_limit=0, clock=clock)
     assert not throttle.enabled
     for _ in range(50):
-        assert throttle.failed("alice", "10.0.0.1") is False
+        assert throttle.failed("alice", "10.0.0.1") is None
     assert throttle.retry_after("alice", "10.0.0.1") == 0 and throttle.tracked == 0
     users_only = FailureThrottle(limit=2, address_limit=0, clock=clock)
     for n in range(10):
@@ -118,11 +121,16 @@ def test_bad_settings(kw: dict[str, Any]) -> None:
         FailureThrottle(**kw)
 
 
-def test_check_counts_failures_and_refuses_without_hashing(clock: FakeClock) -> None:
+def test_check_counts_failures_and_refuses_without_hashing(clock: FakeClock,
+                                                          caplog: pytest.LogCaptureFixture) -> None:
     throttle = FailureThrottle(limit=2, window=60, clock=clock)
     checks = Checks()
     assert throttle.check(checks, "alice", "x", "10.0.0.1") is None
-    assert throttle.check(checks, "alice", "y", "10.0.0.1") is None
+    with caplog.at_level(logging.WARNING, "docker_registry_wsgi.auth.throttle"):
+        assert throttle.check(checks, "alice", "y", "10.0.0.1") is None
+    assert [r.getMessage() for r in caplog.records] == [
+        "2 failed logins of user 'alice' within 60 s: further password checks are refused with 429 "
+        "until older failures expire"]
     with pytest.raises(Throttled) as info:
         throttle.check(checks, "alice", "pw", "10.0.0.1")  # even the right password
     assert info.value.retry_after == 60
