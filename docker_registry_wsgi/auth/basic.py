@@ -9,8 +9,10 @@ from typing import Callable, Sequence
 
 from werkzeug.wrappers import Request
 
-from ..errors import Denied, Unauthorized
+from ..errors import Denied, TooManyRequests, Unauthorized
 from .base import Access, AccessPolicy
+from .credentials import CachedPasswordCheck
+from .throttle import FailureThrottle, Throttled
 
 __all__ = [
     "BasicAuth",
@@ -32,10 +34,13 @@ class MalformedCredentials(ValueError):
 
 
 def parse_basic_credentials(header: str | None) -> tuple[str, str] | None:
-    """``(username, password)`` of a ``Basic`` header; ``None`` when it is absent or not Basic.
+    """``(username, password)`` of a ``Basic`` header; ``None`` when there are no credentials.
 
-    Raises :class:`MalformedCredentials` for a Basic header that cannot be decoded (bad base64,
-    non-UTF-8, no colon, empty user name) so that callers answer 401 instead of guessing.
+    ``None`` stands for an absent header, another scheme, and the empty pair ``:`` (``Basic Og==``),
+    which skopeo and podman send after a Basic challenge when they have no credentials: all three
+    are anonymous callers. Raises :class:`MalformedCredentials` for a Basic header that cannot be
+    decoded (bad base64, non-UTF-8, no colon, an empty user name with a password) so that callers
+    answer 401 instead of guessing.
     """
     if not header:
         return None
@@ -50,6 +55,8 @@ def parse_basic_credentials(header: str | None) -> tuple[str, str] | None:
     except (UnicodeError, binascii.Error, ValueError) as exc:
         raise MalformedCredentials("Basic credentials are not base64 of UTF-8 text") from exc
     username, colon, password = decoded.partition(":")
+    if colon and not username and not password:
+        return None
     if not colon or not username:
         raise MalformedCredentials("Basic credentials have no user name")
     return username, password
@@ -66,7 +73,10 @@ class BasicAuth:
     """Authenticate with ``Authorization: Basic`` and authorize with an :class:`AccessPolicy`.
 
     Missing or wrong credentials get 401 and a ``Basic`` challenge, unless the policy grants the
-    needed access to anonymous callers; an authenticated user short of access gets 403.
+    needed access to anonymous callers; an authenticated user short of access gets 403. With a
+    ``throttle``, a user name or client address with too many recent failures gets 429
+    ``TOOMANYREQUESTS`` and ``Retry-After`` instead of a password check, except for a pair that
+    ``cached`` (default: ``verify.cached`` of a :class:`CachedPasswordCheck`) still remembers.
     """
 
     def __init__(
@@ -74,8 +84,14 @@ class BasicAuth:
         verify: PasswordCheck,
         policy: AccessPolicy | None = None,
         realm: str = "docker-registry-wsgi",
+        throttle: FailureThrottle | None = None,
+        cached: PasswordCheck | None = None,
     ) -> None:
         self.verify = verify
+        self.throttle = throttle
+        if cached is None and isinstance(verify, CachedPasswordCheck):
+            cached = verify.cached
+        self.cached = cached
         self.policy: AccessPolicy = policy or AllowAuthenticated()
         self.challenge = 'Basic realm="{}"'.format(realm.replace("\\", "\\\\").replace('"', '\\"'))
         self.log = logging.getLogger(__name__)
@@ -89,7 +105,17 @@ class BasicAuth:
             raise Unauthorized(message="malformed credentials", challenge=self.challenge) from None
         if credentials is None:
             return None
-        identity = self.verify(*credentials)
+        if self.throttle is None:
+            identity = self.verify(*credentials)
+        else:
+            try:
+                identity = self.throttle.check(self.verify, *credentials, request.remote_addr,
+                                               cached=self.cached)
+            except Throttled as exc:
+                raise TooManyRequests(
+                    {"retry_after": exc.retry_after}, message=str(exc),
+                    headers={"Retry-After": str(exc.retry_after)},
+                ) from None
         if identity is None:
             self.log.info(
                 "refused credentials of user %r from %s", credentials[0], request.remote_addr

@@ -15,6 +15,7 @@ from typing import Mapping
 
 from ..middleware import WSGIApp
 from .base import AccessPolicy, AllowAll, Auth, ReadOnly
+from .throttle import ADDRESS_LIMIT, LIMIT, WINDOW, FailureThrottle
 
 __all__ = ["add_arguments", "build", "AUTH_SCHEMES", "ConfigError"]
 
@@ -110,6 +111,31 @@ def add_arguments(
         default=int(_env(env, "REGISTRY_TOKEN_EXPIRY", "300") or 300),
         help="lifetime of issued tokens [env REGISTRY_TOKEN_EXPIRY, default 300]",
     )
+    group.add_argument(
+        "--auth-failure-limit",
+        metavar="N",
+        type=int,
+        default=int(_env(env, "REGISTRY_AUTH_FAILURE_LIMIT", str(LIMIT)) or LIMIT),
+        help="failed logins of one user name within --auth-failure-window after which its "
+        "password checks are refused with 429 (htpasswd and the built-in issuer); 0 turns "
+        f"it off [env REGISTRY_AUTH_FAILURE_LIMIT, default {LIMIT}]",
+    )
+    group.add_argument(
+        "--auth-failure-address-limit",
+        metavar="N",
+        type=int,
+        default=int(_env(env, "REGISTRY_AUTH_FAILURE_ADDRESS_LIMIT", str(ADDRESS_LIMIT))
+                    or ADDRESS_LIMIT),
+        help="the same per client address; 0 turns it off (do so behind a proxy that hides "
+        f"the clients' addresses) [env REGISTRY_AUTH_FAILURE_ADDRESS_LIMIT, default {ADDRESS_LIMIT}]",
+    )
+    group.add_argument(
+        "--auth-failure-window",
+        metavar="SECONDS",
+        type=float,
+        default=float(_env(env, "REGISTRY_AUTH_FAILURE_WINDOW", str(WINDOW)) or WINDOW),
+        help=f"how long a failed login counts [env REGISTRY_AUTH_FAILURE_WINDOW, default {WINDOW:.0f}]",
+    )
     env_keys = _env(env, "REGISTRY_TOKEN_PUBLIC_KEY")
     parser.set_defaults(
         _token_public_key_env=env_keys.split(os.pathsep) if env_keys else []
@@ -123,6 +149,16 @@ def _policy(namespace: argparse.Namespace) -> AccessPolicy | None:
     from .policy import RulePolicy
 
     return RulePolicy.from_file(path)
+
+
+def _throttle(namespace: argparse.Namespace) -> FailureThrottle:
+    limit = getattr(namespace, "auth_failure_limit", LIMIT)
+    address_limit = getattr(namespace, "auth_failure_address_limit", ADDRESS_LIMIT)
+    window = getattr(namespace, "auth_failure_window", WINDOW)
+    if limit < 0 or address_limit < 0 or window <= 0:
+        raise ConfigError("--auth-failure-limit and --auth-failure-address-limit must be 0 (off) "
+                          "or more, --auth-failure-window more than 0")
+    return FailureThrottle(limit, window, address_limit=address_limit)
 
 
 def _require(namespace: argparse.Namespace, option: str, why: str) -> str:
@@ -160,7 +196,7 @@ def _build(namespace: argparse.Namespace) -> tuple[Auth | None, dict[str, WSGIAp
         path = _require(namespace, "--htpasswd", "for --auth htpasswd")
         if not Path(path).is_file():
             raise ConfigError(f"--htpasswd {path}: no such file")
-        return HtpasswdAuth(path, policy=_policy(namespace)), {}
+        return HtpasswdAuth(path, policy=_policy(namespace), throttle=_throttle(namespace)), {}
     if scheme == "token":
         return _build_token(namespace)
     raise ConfigError(f"unknown --auth scheme {scheme!r}; choose one of {', '.join(AUTH_SCHEMES)}")
@@ -199,9 +235,11 @@ def _build_token(namespace: argparse.Namespace) -> tuple[Auth, dict[str, WSGIApp
             issuer=issuer_name,
             service=service,
             verify=users.verify,
-            user_exists=users.__contains__,
+            credential_stamp=users.password_hash,
             policy=_policy(namespace),
             expires_in=int(getattr(namespace, "token_expiry", 300) or 300),
+            throttle=_throttle(namespace),
+            cached=users.cached,
         )
         realm = realm or token_path
     elif not keys:

@@ -7,10 +7,18 @@ grants (docker-token-auth-oauth.md). The issuer authenticates the caller with an
 intersection of what was asked and what the :class:`AccessPolicy` allows (never an error,
 as the spec says: the registry refuses later), and signs a JWT the registry's
 :class:`~docker_registry_wsgi.auth.token.TokenAuth` verifies.
+
+Refresh tokens are bound to the user's credentials when a ``credential_stamp`` is given (e.g.
+:meth:`HtpasswdFile.password_hash`): they carry an HMAC of the user's current password hash,
+keyed with a secret derived from the signing key, so a changed password or a removed user ends
+them, and the token reveals nothing of the hash.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import logging
 import secrets
@@ -19,6 +27,8 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping
 
 import jwt
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
@@ -26,6 +36,7 @@ from werkzeug.wrappers import Request, Response
 from .base import Access, AccessPolicy
 from .basic import AllowAuthenticated, MalformedCredentials, PasswordCheck, parse_basic_credentials
 from .scope import ScopeError, format_scopes, parse_scopes
+from .throttle import FailureThrottle, Throttled
 from .token import REFRESH_TOKEN_USE, PrivateKey, key_id, signing_algorithm
 
 __all__ = ["TokenIssuer"]
@@ -33,6 +44,9 @@ __all__ = ["TokenIssuer"]
 #: The spec: "a token should never be returned with less than 60 seconds to live".
 MIN_EXPIRES_IN = 60
 MAX_FORM_SIZE = 64 * 1024
+#: Claim of a refresh token holding its credential binding (see :meth:`TokenIssuer.binding`).
+CREDENTIAL_CLAIM = "cred"
+_BINDING_INFO = b"docker-registry-wsgi refresh token credential binding v1"
 
 StartResponse = Callable[..., Any]
 
@@ -40,18 +54,23 @@ StartResponse = Callable[..., Any]
 class _Refused(Exception):
     """An error response of the token endpoint, OAuth2 style (RFC 6749 section 5.2)."""
 
-    def __init__(self, status: int, error: str, description: str, challenge: str | None = None):
+    def __init__(self, status: int, error: str, description: str, challenge: str | None = None,
+                 retry_after: int | None = None):
         super().__init__(description)
         self.status, self.error, self.description, self.challenge = status, error, description, challenge
+        self.retry_after = retry_after
 
 
 class TokenIssuer:
     """WSGI app serving the token endpoint; mount it where ``TokenAuth.realm`` points.
 
     ``service`` is the audience the issuer signs for (one or several names); ``issuer`` is
-    its ``iss``. ``user_exists`` (e.g. ``name in htpasswd_file``) lets refresh tokens of
-    removed users be refused. Refresh tokens are JWTs of their own kind (``token_use``
-    ``refresh``, audience the issuer) that the registry never accepts as access tokens.
+    its ``iss``. Refresh tokens are JWTs of their own kind (``token_use`` ``refresh``, audience
+    the issuer) that the registry never accepts as access tokens. ``credential_stamp(user)``
+    (e.g. :meth:`HtpasswdFile.password_hash`) returns something that changes with the user's
+    password, ``None`` for a user who is gone: refresh tokens are bound to it and end when it
+    changes. Without it, ``user_exists`` (e.g. ``name in htpasswd_file``) at least ends the
+    refresh tokens of removed users. ``throttle`` and ``cached`` work as in :class:`BasicAuth`.
     """
 
     def __init__(
@@ -65,9 +84,12 @@ class TokenIssuer:
         expires_in: int = 300,
         refresh_expires_in: int = 30 * 86400,
         user_exists: Callable[[str], bool] | None = None,
+        credential_stamp: Callable[[str], str | None] | None = None,
         realm: str = "docker-registry-wsgi token issuer",
         clock: Callable[[], float] = time.time,
         logger: logging.Logger | None = None,
+        throttle: FailureThrottle | None = None,
+        cached: PasswordCheck | None = None,
     ) -> None:
         self.private_key = private_key
         self.public_key = private_key.public_key()
@@ -80,6 +102,15 @@ class TokenIssuer:
         self.expires_in = max(int(expires_in), MIN_EXPIRES_IN)
         self.refresh_expires_in = int(refresh_expires_in)
         self.user_exists = user_exists
+        self.credential_stamp = credential_stamp
+        self.throttle = throttle
+        self.cached = cached
+        # The binding key: derived from the signing key, so every worker and every restart
+        # with the same key agree, and it is as secret as the key itself.
+        der = private_key.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption())
+        self._binding_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                                 info=_BINDING_INFO).derive(der)
         self.challenge = 'Basic realm="{}"'.format(realm.replace("\\", "\\\\").replace('"', '\\"'))
         self.clock = clock
         self.log = logger or logging.getLogger(__name__)
@@ -118,14 +149,32 @@ class TokenIssuer:
         }
         return self._sign(claims), now
 
+    def binding(self, subject: str) -> str | None:
+        """HMAC of ``subject``'s current credential stamp under the binding key; ``None`` if gone."""
+        if self.credential_stamp is None:
+            return None
+        stamp = self.credential_stamp(subject)
+        if stamp is None:
+            return None
+        message = subject.encode("utf-8", "surrogatepass") + b"\0" + stamp.encode("utf-8", "surrogatepass")
+        digest = hmac.new(self._binding_key, message, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
     def issue_refresh(self, subject: str, service: str) -> str:
-        """A refresh token: good at this issuer only, for ``subject`` and ``service``."""
+        """A refresh token: good at this issuer only, for ``subject`` and ``service``.
+
+        With a ``credential_stamp``, it holds the :meth:`binding` of the user's credentials now.
+        """
         now = int(self.clock())
-        return self._sign({
+        claims: dict[str, Any] = {
             "iss": self.issuer, "sub": subject, "aud": self.issuer, "service": service,
             "token_use": REFRESH_TOKEN_USE, "iat": now, "nbf": now,
             "exp": now + self.refresh_expires_in, "jti": secrets.token_urlsafe(18),
-        })
+        }
+        binding = self.binding(subject)
+        if binding is not None:
+            claims[CREDENTIAL_CLAIM] = binding
+        return self._sign(claims)
 
     def _refresh_subject(self, token: str, service: str) -> str:
         try:
@@ -151,6 +200,16 @@ class TokenIssuer:
             raise _Refused(400, "invalid_grant", "invalid refresh token")
         if self.user_exists is not None and not self.user_exists(subject):
             raise _Refused(400, "invalid_grant", "the refresh token's user no longer exists")
+        if self.credential_stamp is not None:
+            expected = self.binding(subject)
+            if expected is None:
+                raise _Refused(400, "invalid_grant", "the refresh token's user no longer exists")
+            bound = claims.get(CREDENTIAL_CLAIM)
+            if not isinstance(bound, str) or not hmac.compare_digest(bound.encode(), expected.encode()):
+                self.log.info("token request: refused a refresh token of %r issued before its "
+                              "password changed", subject)
+                raise _Refused(400, "invalid_grant",
+                               "the user's password changed since the refresh token was issued")
         return subject
 
     # -- HTTP ----------------------------------------------------------------------------
@@ -184,6 +243,8 @@ class TokenIssuer:
                                "details": refused.description}, refused.status)
         if refused.challenge:
             response.headers["WWW-Authenticate"] = refused.challenge
+        if refused.retry_after is not None:
+            response.headers["Retry-After"] = str(refused.retry_after)
         return response
 
     @staticmethod
@@ -206,11 +267,23 @@ class TokenIssuer:
         except ScopeError as exc:
             raise _Refused(400, "invalid_scope", str(exc)) from None
 
-    def _authenticate(self, username: str, password: str, request: Request) -> str:
-        identity = self.verify(username, password)
+    def _password_ok(self, username: str, password: str, request: Request) -> bool:
+        """Check a password through the throttle, if any; 429 for a throttled caller."""
+        try:
+            if self.throttle is None:
+                identity = self.verify(username, password)
+            else:
+                identity = self.throttle.check(self.verify, username, password, request.remote_addr,
+                                               cached=self.cached)
+        except Throttled as exc:
+            raise _Refused(429, "too_many_requests", str(exc), retry_after=exc.retry_after) from None
         if identity is None:
             self.log.info("token request: refused credentials of %r from %s", username,
                           request.remote_addr)
+        return identity is not None
+
+    def _authenticate(self, username: str, password: str, request: Request) -> str:
+        if not self._password_ok(username, password, request):
             raise _Refused(401, "invalid_client", "invalid username or password", self.challenge)
         return username
 
@@ -262,10 +335,7 @@ class TokenIssuer:
             username, password = form.get("username", ""), form.get("password", "")
             if not username:
                 raise _Refused(400, "invalid_request", "the password grant needs a username")
-            identity = self.verify(username, password)
-            if identity is None:
-                self.log.info("token request: refused credentials of %r from %s", username,
-                              request.remote_addr)
+            if not self._password_ok(username, password, request):
                 raise _Refused(400, "invalid_grant", "invalid username or password")
             refresh = (
                 self.issue_refresh(username, service)

@@ -28,9 +28,26 @@ def test_round_trip(user: str, password: str) -> None:
 @given(st.text(max_size=60))
 def test_raises_only_malformed(header: str) -> None:
     try:
-        parse_basic_credentials(header)
+        credentials = parse_basic_credentials(header)
     except MalformedCredentials:
-        pass
+        return
+    assert credentials is None or credentials[0]  # a user name, or anonymous
+
+
+@given(st.text(max_size=40))
+def test_a_password_without_user_name_is_malformed_unless_both_are_empty(password: str) -> None:
+    header = basic("", password)
+    if password:
+        with pytest.raises(MalformedCredentials):
+            parse_basic_credentials(header)
+    else:
+        assert parse_basic_credentials(header) is None
+
+
+@pytest.mark.parametrize("header", ["Basic Og==", "basic  Og==  ", "BASIC Og=="])
+def test_empty_credentials_are_anonymous(header: str) -> None:
+    """What skopeo and podman answer a Basic challenge with when they have no credentials."""
+    assert parse_basic_credentials(header) is None
 
 
 @pytest.mark.parametrize(
@@ -77,3 +94,23 @@ def test_basic_auth_with_policy() -> None:
         auth.authorize(make_request(), [])
     with pytest.raises(Unauthorized):  # wrong credentials are refused even for public pulls
         auth.authorize(make_request(basic("alice", "nope")), pull_public)
+
+
+def test_basic_auth_treats_empty_credentials_as_anonymous() -> None:
+    calls: list[tuple[str, str]] = []
+
+    def counting(user: str, password: str) -> str | None:
+        calls.append((user, password))
+        return verify(user, password)
+
+    policy = RulePolicy.from_mapping({"anonymous_pull": ["public/*"],
+                                      "rules": [{"repositories": ["*"], "users": ["alice"], "actions": ["*"]}]})
+    auth = BasicAuth(counting, policy, realm="r")
+    empty = make_request("Basic Og==")
+    assert auth.authorize(empty, [Access.repository("public/x", "pull")]) is None
+    for needed in ([Access.repository("public/x", "pull", "push")], [Access.repository("team/x", "pull")], []):
+        with pytest.raises(Unauthorized) as info:
+            auth.authorize(empty, needed)
+        assert info.value.message == "authentication required"  # not "malformed credentials"
+        assert info.value.headers["WWW-Authenticate"] == 'Basic realm="r"'
+    assert calls == []  # no password was checked

@@ -14,6 +14,7 @@ from docker_registry_wsgi.auth.base import Access, AllowAll, ReadOnly
 from docker_registry_wsgi.auth.config import ConfigError, add_arguments, build
 from docker_registry_wsgi.auth.htpasswd import HtpasswdAuth
 from docker_registry_wsgi.auth.issuer import TokenIssuer
+from docker_registry_wsgi.auth.throttle import ADDRESS_LIMIT, LIMIT, WINDOW, FailureThrottle
 from docker_registry_wsgi.auth.token import TokenAuth
 
 from .conftest import basic, make_request
@@ -114,5 +115,39 @@ def test_help_mentions_every_environment_variable() -> None:
     text = parser.format_help()
     for name in ("REGISTRY_AUTH", "REGISTRY_HTPASSWD", "REGISTRY_ACCESS_RULES", "REGISTRY_TOKEN_REALM",
                  "REGISTRY_TOKEN_SERVICE", "REGISTRY_TOKEN_ISSUER", "REGISTRY_TOKEN_PUBLIC_KEY",
-                 "REGISTRY_TOKEN_SIGNING_KEY", "REGISTRY_TOKEN_PATH"):
+                 "REGISTRY_TOKEN_SIGNING_KEY", "REGISTRY_TOKEN_PATH", "REGISTRY_AUTH_FAILURE_LIMIT",
+                 "REGISTRY_AUTH_FAILURE_ADDRESS_LIMIT", "REGISTRY_AUTH_FAILURE_WINDOW"):
         assert name in text
+
+
+def test_failure_throttle_defaults_and_options(htpasswd_path: Path) -> None:
+    auth, _ = build(parse(["--auth", "htpasswd", "--htpasswd", str(htpasswd_path)]))
+    assert isinstance(auth, HtpasswdAuth) and isinstance(auth.throttle, FailureThrottle)
+    assert (auth.throttle.limit, auth.throttle.address_limit, auth.throttle.window) == (
+        LIMIT, ADDRESS_LIMIT, WINDOW)
+    env = {"REGISTRY_AUTH_FAILURE_LIMIT": "3", "REGISTRY_AUTH_FAILURE_ADDRESS_LIMIT": "0",
+           "REGISTRY_AUTH_FAILURE_WINDOW": "30"}
+    auth, _ = build(parse(["--auth", "htpasswd", "--htpasswd", str(htpasswd_path)], env))
+    assert isinstance(auth, HtpasswdAuth) and auth.throttle is not None
+    assert (auth.throttle.limit, auth.throttle.address_limit, auth.throttle.window) == (3, 0, 30.0)
+    auth, _ = build(parse(["--auth", "htpasswd", "--htpasswd", str(htpasswd_path), "--auth-failure-limit", "0",
+                           "--auth-failure-address-limit", "0"], env))
+    assert isinstance(auth, HtpasswdAuth) and auth.throttle is not None and not auth.throttle.enabled
+
+
+@pytest.mark.parametrize("option,value", [("--auth-failure-limit", "-1"), ("--auth-failure-address-limit", "-2"),
+                                          ("--auth-failure-window", "0")])
+def test_bad_failure_throttle_settings_fail_at_start(htpasswd_path: Path, option: str, value: str) -> None:
+    with pytest.raises(ConfigError, match="auth-failure"):
+        build(parse(["--auth", "htpasswd", "--htpasswd", str(htpasswd_path), option, value]))
+
+
+def test_built_in_issuer_is_throttled_and_binds_refresh_tokens(write_key: Callable[..., Path], ec_key: Any,
+                                                               htpasswd_path: Path) -> None:
+    key = write_key(ec_key, "signing.pem", private=True)
+    _, apps = build(parse(["--auth", "token", "--token-signing-key", str(key), "--htpasswd", str(htpasswd_path),
+                           "--token-service", "svc", "--auth-failure-limit", "4"]))
+    issuer = apps["/token"]
+    assert isinstance(issuer, TokenIssuer)
+    assert issuer.throttle is not None and issuer.throttle.limit == 4
+    assert issuer.credential_stamp is not None and issuer.binding("alice") is not None

@@ -6,15 +6,25 @@ import logging
 import os
 import shutil
 import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import bcrypt
 import pytest
+import webtest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from docker_registry_wsgi import Registry
+from docker_registry_wsgi.auth import htpasswd as htpasswd_module
 from docker_registry_wsgi.auth.base import Access
-from docker_registry_wsgi.auth.htpasswd import HtpasswdAuth, HtpasswdFile, hash_form
+from docker_registry_wsgi.auth.htpasswd import HtpasswdAuth, HtpasswdFile, hash_cost, hash_form
+from docker_registry_wsgi.auth.policy import RulePolicy
 from docker_registry_wsgi.errors import Unauthorized
+from docker_registry_wsgi.storage import MemoryStorage
+
+from tests.handlers import RegistryClient
 
 from .conftest import bcrypt_line, basic, make_request
 
@@ -204,3 +214,183 @@ def test_htpasswd_auth_challenges_and_authenticates(htpasswd_path: Path) -> None
         with pytest.raises(Unauthorized) as info:
             auth.authorize(make_request(header), needed)
         assert info.value.headers["WWW-Authenticate"] == 'Basic realm="my registry"'
+
+
+# -- timing: unknown users cost what known ones do --------------------------------------------
+
+
+def _bcrypt_at(cost: int, user: str, password: str = "pw", prefix: str = "$2y$") -> str:
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=cost)).decode()
+    return f"{user}:{prefix}{hashed[4:]}"
+
+
+@pytest.mark.parametrize(
+    "hashed,expected",
+    [
+        ("$2y$12$" + "a" * 53, ("bcrypt", 12)),
+        ("$2b$05$Nu9pivtdVFWVkt397iJ42.e6Tn4P6k7JJ1ku3uPmmFBmrSjWGZK8i", ("bcrypt", 5)),
+        ("$2a$31$" + "a" * 53, ("bcrypt", 31)),
+        ("$2y$03$" + "a" * 53, None),  # below bcrypt's minimum cost
+        ("$2y$12$short", None),
+        ("$2x$05$" + "a" * 53, None),  # htpasswd never writes $2x$; it is refused
+        ("$apr1$NqjrywxA$MyXHLvtewkFHZK3TH4yZu.", ("apr1", 0)),
+        ("$1$saltsalt$9xy1btjgzLYfb7hivXtC//", ("md5-crypt", 0)),
+        ("{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ=", ("sha1", 0)),
+        ("$6$abc$def", None),
+        ("UJir1YqgnTkVY", None),
+    ],
+)
+def test_hash_cost(hashed: str, expected: tuple[str, int] | None) -> None:
+    assert hash_cost(hashed) == expected
+
+
+def test_decoy_has_the_form_and_cost_of_most_lines(tmp_path: Path) -> None:
+    path = tmp_path / "h"
+    path.write_text("\n".join([_bcrypt_at(7, "a"), _bcrypt_at(7, "b"), _bcrypt_at(4, "c"),
+                               f"d:{APR1_VECTORS[0][2]}", "erin:$6$abc$def", ""]))
+    users = HtpasswdFile(path)
+    decoy = users.decoy_hash
+    assert hash_form(decoy) == "bcrypt" and hash_cost(decoy) == ("bcrypt", 7)
+    assert decoy not in path.read_text()
+
+
+@pytest.mark.parametrize(
+    "lines,setting",
+    [
+        ([f"a:{APR1_VECTORS[0][2]}", f"b:{APR1_VECTORS[1][2]}", "c:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ="],
+         ("apr1", 0)),
+        (["a:{SHA}5en6G6MezRroT3XKqkdPOmY/BfQ="], ("sha1", 0)),
+        (["a:$1$saltsalt$9xy1btjgzLYfb7hivXtC//"], ("md5-crypt", 0)),
+        ([], ("bcrypt", 5)),  # no usable line: what htpasswd -B writes by default
+        (["erin:$6$abc$def", "dave:UJir1YqgnTkVY"], ("bcrypt", 5)),
+    ],
+)
+def test_decoy_of_other_forms(tmp_path: Path, lines: list[str], setting: tuple[str, int]) -> None:
+    path = tmp_path / "h"
+    path.write_text("\n".join(lines) + "\n")
+    decoy = HtpasswdFile(path).decoy_hash
+    assert hash_cost(decoy) == setting
+    assert HtpasswdFile(path).decoy_hash != decoy  # a random password each time
+
+
+def test_decoy_ties_go_to_the_more_expensive_setting(tmp_path: Path) -> None:
+    path = tmp_path / "h"
+    path.write_text("\n".join([_bcrypt_at(4, "a"), _bcrypt_at(6, "b"), f"c:{APR1_VECTORS[0][2]}", ""]))
+    assert hash_cost(HtpasswdFile(path).decoy_hash) == ("bcrypt", 6)
+
+
+def test_decoy_follows_the_file_and_is_made_once_per_setting(tmp_path: Path) -> None:
+    path = tmp_path / "h"
+    path.write_text(_bcrypt_at(4, "a") + "\n")
+    users = HtpasswdFile(path)
+    first = users.decoy_hash
+    _rewrite(path, _bcrypt_at(4, "a") + "\n" + _bcrypt_at(4, "b") + "\n")
+    assert users.users() == ["a", "b"] and users.decoy_hash == first  # same setting: kept
+    _rewrite(path, _bcrypt_at(6, "a") + "\n")
+    assert hash_cost(users.decoy_hash) == ("bcrypt", 6)
+
+
+def test_mixed_settings_are_named_in_the_log(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "h"
+    path.write_text("\n".join([_bcrypt_at(5, "a"), _bcrypt_at(5, "b"), _bcrypt_at(4, "c"), ""]))
+    with caplog.at_level(logging.WARNING, "docker_registry_wsgi.auth.htpasswd"):
+        HtpasswdFile(path)
+    [message] = [r.getMessage() for r in caplog.records]
+    assert "1 of 3 users" in message and "bcrypt cost 5" in message and "htpasswd -B -C 5" in message
+
+
+def test_unknown_and_unusable_users_are_checked_against_the_decoy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Which hash each refused login costs (the same work as a known user's wrong password)."""
+    path = tmp_path / "h"
+    alice = _bcrypt_at(5, "alice")
+    path.write_text("\n".join([alice, _bcrypt_at(5, "bob"), "erin:$6$abc$def",
+                               "xavier:$2x$05$" + "a" * 53, ""]))
+    users = HtpasswdFile(path)
+    checked: list[tuple[str, str]] = []
+    real_check = htpasswd_module._check
+
+    def spy(form: str, password: str, hashed: str) -> bool:
+        checked.append((form, hashed))
+        return real_check(form, password, hashed)
+
+    monkeypatch.setattr(htpasswd_module, "_check", spy)
+    for name in ("nobody", "erin", "xavier", "alice"):
+        assert users.verify(name, "wrong") is None
+    decoy = ("bcrypt", users.decoy_hash)
+    assert checked == [decoy, decoy, decoy, ("bcrypt", alice.split(":", 1)[1])]
+
+
+# -- races with reloads -----------------------------------------------------------------------
+
+
+def _rewrite(path: Path, text: str) -> None:
+    """Replace the file as an editor would, with a later mtime whatever the clock's resolution."""
+    before = path.stat()
+    path.write_text(text)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+
+
+def test_a_removed_user_does_not_come_back_from_a_check_under_way(tmp_path: Path) -> None:
+    """Alice's check holds inside the password function while the file loses her."""
+    path = tmp_path / "h"
+    path.write_text(_bcrypt_at(4, "alice") + "\n" + _bcrypt_at(4, "bob") + "\n")
+    users = HtpasswdFile(path)
+    entered, release = threading.Event(), threading.Event()
+    check_entry = users._checked.verify
+    held: list[bool] = []
+
+    def held_check(name: str, password: str) -> object:
+        answer = check_entry(name, password)  # has read the file as it was
+        if not held:
+            held.append(True)
+            entered.set()
+            assert release.wait(30)
+        return answer
+
+    users._checked.verify = held_check
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        first = pool.submit(users.verify, "alice", "pw")
+        assert entered.wait(30)
+        _rewrite(path, _bcrypt_at(4, "bob") + "\n")
+        assert users.verify("alice", "pw") is None  # reloads, forgets
+        release.set()
+        assert first.result(30) == "alice"  # that request came before the removal
+    assert users.verify("alice", "pw") is None
+    assert users.verify("bob", "pw") == "bob"
+
+
+def test_password_hash_is_the_current_entry(tmp_path: Path) -> None:
+    path = tmp_path / "h"
+    line = _bcrypt_at(4, "alice")
+    path.write_text(line + "\n")
+    users = HtpasswdFile(path)
+    assert users.password_hash("alice") == line.split(":", 1)[1]
+    assert users.password_hash("bob") is None
+    _rewrite(path, _bcrypt_at(4, "alice", "new") + "\n")
+    assert users.password_hash("alice") not in (None, line.split(":", 1)[1])
+
+
+# -- empty credentials are anonymous (skopeo and podman send ``Basic Og==``) ---------------------
+
+
+def test_empty_basic_credentials_are_anonymous_over_wsgi(htpasswd_path: Path) -> None:
+    """Pull where the rules allow anonymous pull; push and /v2/ get the Basic challenge."""
+    policy = RulePolicy.from_mapping({
+        "anonymous_pull": ["public/*"],
+        "rules": [{"repositories": ["*"], "users": ["alice"], "actions": ["*"]}],
+    })
+    storage = MemoryStorage()
+    pushed = RegistryClient(webtest.TestApp(Registry(storage=storage))).push_image("public/app", "v1")
+    app = webtest.TestApp(Registry(storage=storage, auth=HtpasswdAuth(htpasswd_path, policy=policy,
+                                                                     realm="r")))
+    empty = {"Authorization": "Basic Og=="}
+    res = app.get("/v2/public/app/manifests/v1", headers=empty, status=200)
+    assert res.headers["Docker-Content-Digest"] == pushed.digest
+    for res in (app.post("/v2/public/app/blobs/uploads/", headers=empty, status=401),
+                app.get("/v2/team/app/tags/list", headers=empty, status=401),
+                app.get("/v2/", headers=empty, status=401)):
+        assert res.json["errors"][0]["code"] == "UNAUTHORIZED"
+        assert res.headers["WWW-Authenticate"] == 'Basic realm="r"'
+        assert "malformed" not in res.text

@@ -4,6 +4,8 @@ OAuth2 form (docker-token-auth-oauth.md), driven through WSGI with WebTest."""
 from __future__ import annotations
 
 import base64
+import hashlib
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -41,8 +43,8 @@ def users(tmp_path: Path) -> HtpasswdFile:
 @pytest.fixture
 def issuer(ec_key: Any, users: HtpasswdFile, clock: FakeClock) -> TokenIssuer:
     return TokenIssuer(
-        ec_key, issuer=ISSUER, service=SERVICE, verify=users.verify, user_exists=users.__contains__,
-        policy=RulePolicy.from_mapping(POLICY), clock=clock,
+        ec_key, issuer=ISSUER, service=SERVICE, verify=users.verify,
+        credential_stamp=users.password_hash, policy=RulePolicy.from_mapping(POLICY), clock=clock,
     )
 
 
@@ -139,6 +141,95 @@ def test_refresh_token_of_removed_user_is_refused(app: webtest.TestApp, users: H
     Path(users.path).write_text(bcrypt_line("alice", "wonderland") + "\n# bob removed, file grew\n")
     res = app.post("/", {"grant_type": "refresh_token", "refresh_token": refresh, "service": SERVICE}, status=400)
     assert res.json["error"] == "invalid_grant"
+
+
+def _rewrite(path: Path, text: str) -> None:
+    """Replace the users file with a later mtime, whatever the clock's resolution."""
+    before = path.stat()
+    path.write_text(text)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
+
+
+def _refresh(app: webtest.TestApp, token: str, status: int = 200) -> webtest.TestResponse:
+    return app.post("/", {"grant_type": "refresh_token", "refresh_token": token, "service": SERVICE},
+                    status=status)
+
+
+def _offline_login(app: webtest.TestApp, user: str, password: str) -> str:
+    return app.post("/", {"grant_type": "password", "username": user, "password": password,
+                          "service": SERVICE, "access_type": "offline"}).json["refresh_token"]
+
+
+def test_refresh_tokens_end_when_the_password_changes(app: webtest.TestApp, users: HtpasswdFile) -> None:
+    path = Path(users.path)
+    alice_line, bob_line = path.read_text().splitlines()
+    alice_refresh = _offline_login(app, "alice", "wonderland")
+    bob_refresh = _offline_login(app, "bob", "builder")
+    _refresh(app, alice_refresh)
+    # `htpasswd -B users.htpasswd alice`: a new line for alice, bob's untouched.
+    _rewrite(path, bcrypt_line("alice", "looking-glass") + "\n" + bob_line + "\n")
+    res = _refresh(app, alice_refresh, 400)
+    assert res.json["error"] == "invalid_grant" and "password changed" in res.json["error_description"]
+    assert "access_token" not in res.json
+    _refresh(app, bob_refresh)  # other users keep theirs
+    new_refresh = _offline_login(app, "alice", "looking-glass")
+    _refresh(app, new_refresh)
+    # Setting the same password again writes a new salt: old refresh tokens end as well.
+    _rewrite(path, bcrypt_line("alice", "looking-glass") + "\n" + bob_line + "\n")
+    _refresh(app, new_refresh, 400)
+    # Putting the old line back restores the old binding: it is the entry that counts.
+    _rewrite(path, alice_line + "\n" + bob_line + "\n")
+    _refresh(app, alice_refresh)
+
+
+def test_refresh_tokens_of_a_removed_user_end(app: webtest.TestApp, users: HtpasswdFile) -> None:
+    refresh = _offline_login(app, "bob", "builder")
+    _rewrite(Path(users.path), bcrypt_line("alice", "wonderland") + "\n")
+    res = _refresh(app, refresh, 400)
+    assert res.json["error"] == "invalid_grant" and "no longer exists" in res.json["error_description"]
+
+
+def test_refresh_binding_reveals_nothing_of_the_hash(issuer: TokenIssuer, users: HtpasswdFile,
+                                                     ec_key: Any) -> None:
+    token = issuer.issue_refresh("alice", SERVICE)
+    claims = jwt.decode(token, ec_key.public_key(), algorithms=["ES256"], audience=ISSUER,
+                        options={"verify_exp": False, "verify_iat": False, "verify_nbf": False})
+    entry = users.password_hash("alice")
+    assert entry is not None
+    binding = claims["cred"]
+    assert binding == issuer.binding("alice")
+    assert entry not in token and entry[7:29] not in token  # neither the hash nor its salt
+    unkeyed = base64.urlsafe_b64encode(hashlib.sha256(f"alice\0{entry}".encode()).digest()).rstrip(b"=").decode()
+    assert binding != unkeyed
+
+
+def test_the_binding_key_comes_from_the_signing_key(ec_key: Any, other_rsa_key: Any, users: HtpasswdFile) -> None:
+    """Every worker (and a restart) with the same key agrees; another key does not."""
+    def make(key: Any) -> TokenIssuer:
+        return TokenIssuer(key, issuer=ISSUER, service=SERVICE, verify=users.verify,
+                           credential_stamp=users.password_hash)
+
+    assert make(ec_key).binding("alice") == make(ec_key).binding("alice")
+    assert make(ec_key).binding("alice") != make(other_rsa_key).binding("alice")
+    assert make(ec_key).binding("alice") != make(ec_key).binding("bob")
+    assert make(ec_key).binding("nobody") is None
+
+
+def test_unbound_refresh_tokens_are_refused_once_binding_is_on(ec_key: Any, users: HtpasswdFile,
+                                                              app: webtest.TestApp) -> None:
+    """A refresh token from before the upgrade (no ``cred`` claim) carries no binding to check."""
+    unbound = TokenIssuer(ec_key, issuer=ISSUER, service=SERVICE, verify=users.verify)
+    token = unbound.issue_refresh("alice", SERVICE)
+    assert "cred" not in jwt.decode(token, options={"verify_signature": False})
+    res = _refresh(app, token, 400)
+    assert res.json["error"] == "invalid_grant"
+
+
+def test_empty_basic_credentials_get_an_anonymous_token(app: webtest.TestApp, registry_auth: TokenAuth) -> None:
+    res = app.get("/", {"service": SERVICE, "scope": "repository:public/x:pull repository:team/a:pull"},
+                  headers={"Authorization": "Basic Og=="})
+    assert claims_of(registry_auth, res.json["token"]).subject == ""
+    assert res.json["scope"] == "repository:public/x:pull" and "refresh_token" not in res.json
 
 
 def test_expired_or_foreign_refresh_tokens(app: webtest.TestApp, issuer: TokenIssuer, clock: FakeClock,

@@ -28,6 +28,7 @@ from docker_registry_wsgi.auth.htpasswd import HtpasswdAuth
 from docker_registry_wsgi.auth.issuer import TokenIssuer
 from docker_registry_wsgi.auth.policy import RulePolicy
 from docker_registry_wsgi.auth.scope import format_scopes, parse_challenges, parse_scopes
+from docker_registry_wsgi.auth.throttle import FailureThrottle
 from docker_registry_wsgi.auth.token import TokenAuth, key_id, load_public_keys
 from docker_registry_wsgi.storage import MemoryStorage
 
@@ -147,8 +148,12 @@ POLICY = RulePolicy.from_mapping({
 def htpasswd_app(populated: Populated, tmp_path_factory: pytest.TempPathFactory) -> webtest.TestApp:
     path = tmp_path_factory.mktemp("matrix") / "users.htpasswd"
     path.write_text(bcrypt_line("alice", "wonderland") + "\n" + bcrypt_line("bob", "builder") + "\n")
+    # The matrix sends the same wrong password dozens of times; the failure throttle would answer
+    # 429 after the tenth (tests/auth/test_throttle.py), so it is off here.
+    no_throttle = FailureThrottle(limit=0, address_limit=0)
     return webtest.TestApp(Registry(storage=populated.storage,
-                                    auth=HtpasswdAuth(path, policy=POLICY, realm="matrix")))
+                                    auth=HtpasswdAuth(path, policy=POLICY, realm="matrix",
+                                                      throttle=no_throttle)))
 
 
 @pytest.fixture(scope="module")

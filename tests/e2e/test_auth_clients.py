@@ -3,13 +3,18 @@ Docker token flow through the built-in issuer (docker-token-auth-token.md: the r
 skopeo fetches a token from the realm with its credentials, and retries).
 
 The servers are started exactly as the docs (docs/auth-htpasswd.rst, docs/auth-token.rst) say,
-with the signing key made by the ``openssl`` command the docs give.
+with the signing key made by the ``openssl`` command the docs give. The rules allow anonymous
+pulls of ``public/*``: skopeo without credentials answers the Basic challenge with an empty user
+and password (``Basic Og==``), which the registry treats as anonymous.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
 
@@ -27,22 +32,25 @@ pytestmark = pytest.mark.e2e
 SHA512_CRYPT = "$6$7UUz/l4GwUt7YUB7$z1DoFktyp1KUEv.td4ZG8Ihmj4tB15CJ8FSqXgm9l9Q0bJeB3x9SAh5w3L5ZiQM7f/9gI6c8PCAiDbLQd9hb20"
 
 
+def _bcrypt(user: str, password: str) -> str:
+    return f"{user}:" + bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()
+
+
 def _htpasswd(path: Path) -> Path:
-    """alice (bcrypt, may do everything), bob (bcrypt, pull only), erin (SHA-512-crypt, unsupported)."""
-    lines = [
-        "alice:" + bcrypt.hashpw(b"wonderland", bcrypt.gensalt(rounds=5)).decode(),
-        "bob:" + bcrypt.hashpw(b"builder", bcrypt.gensalt(rounds=5)).decode(),
-        f"erin:{SHA512_CRYPT}",
-    ]
+    """alice (bcrypt, may do everything), bob and carol (bcrypt, pull only), erin (SHA-512-crypt,
+    unsupported)."""
+    lines = [_bcrypt("alice", "wonderland"), _bcrypt("bob", "builder"), _bcrypt("carol", "cheshire"),
+             f"erin:{SHA512_CRYPT}"]
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
 def _rules(path: Path) -> Path:
     path.write_text(json.dumps({
+        "anonymous_pull": ["public/*"],
         "rules": [
             {"repositories": ["*"], "users": ["alice"], "actions": ["*"], "catalog": True},
-            {"repositories": ["*"], "users": ["bob"], "actions": ["pull"]},
+            {"repositories": ["*"], "users": ["bob", "carol"], "actions": ["pull"]},
         ],
     }))
     return path
@@ -63,9 +71,15 @@ def htpasswd_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Regi
 
 
 @pytest.fixture(scope="module")
-def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+def token_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The token registry's folder: its users.htpasswd, rules, key and data."""
+    return tmp_path_factory.mktemp("token-registry")
+
+
+@pytest.fixture(scope="module")
+def token_registry(token_base: Path) -> Iterator[RegistryServer]:
     openssl = require_tool("openssl", "apt-get install -y openssl")
-    base = tmp_path_factory.mktemp("token-registry")
+    base = token_base
     key = base / "token-signing.pem"
     subprocess.run([openssl, "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
                     "-out", str(key)], check=True, capture_output=True)
@@ -163,3 +177,89 @@ def test_token_challenge_points_at_the_issuer(token_registry: RegistryServer) ->
     res = requests.get(f"{token_registry.url}/v2/team/app/tags/list",
                        headers={"Authorization": f"Bearer {token['token']}"}, timeout=30)
     assert res.status_code in (200, 404)  # 404 when the push test has not run first
+
+
+class _RecordAuthorization(BaseHTTPRequestHandler):
+    """Answers everything with a Basic challenge and records the Authorization headers sent."""
+
+    protocol_version = "HTTP/1.1"
+    seen: list[tuple[str, str | None]]
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self.seen.append((self.path, self.headers.get("Authorization")))
+        body = b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}'
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Basic realm="recorder"')
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_HEAD = do_GET
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - stdlib signature
+        pass
+
+
+def test_skopeo_without_credentials_sends_empty_basic(skopeo_path: str) -> None:
+    """What the anonymous-pull fix is for: skopeo answers a Basic challenge with ``Basic Og==``."""
+    seen: list[tuple[str, str | None]] = []
+    handler = type("Recorder", (_RecordAuthorization,), {"seen": seen})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        skopeo = Skopeo(skopeo_path, f"127.0.0.1:{server.server_port}")
+        result = skopeo.run("inspect", "--tls-verify=false", "--no-creds", "--raw",
+                            skopeo.docker("public/app", "v1"), check=False)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.returncode != 0
+    assert ("/v2/", None) in seen
+    assert ("/v2/public/app/manifests/v1", "Basic Og==") in seen, seen
+
+
+def test_anonymous_pull_from_htpasswd_registry(htpasswd_registry: RegistryServer, skopeo_path: str,
+                                              oci_image: OciImage, tmp_path: Path) -> None:
+    skopeo = _skopeo(skopeo_path, htpasswd_registry)
+    skopeo.copy("--all", "--preserve-digests", "--dest-creds", "alice:wonderland",
+                oci_image.reference, skopeo.docker("public/app", "v1"))
+    skopeo.copy(skopeo.docker("public/app", "v1"), f"oci:{tmp_path / 'pulled'}:v1",
+                "--all", "--preserve-digests", "--src-no-creds")
+    assert_same_image(oci_image.path, oci_image.tag, tmp_path / "pulled", "v1")
+    # Outside public/* and for pushes, the empty credentials get the challenge.
+    private = skopeo.run("inspect", "--tls-verify=false", "--no-creds", "--raw", skopeo.docker("team/app", "v1"),
+                         check=False)
+    assert private.returncode != 0 and "unauthorized" in private.stderr.lower()
+    push = skopeo.copy(oci_image.reference, skopeo.docker("public/anon", "v1"), "--dest-no-creds", check=False)
+    assert push.returncode != 0 and "unauthorized" in push.stderr.lower()
+    assert "malformed" not in htpasswd_registry.log_text()
+    _assert_clean_log(htpasswd_registry)
+
+
+def test_refresh_token_ends_when_the_password_changes(token_registry: RegistryServer, token_base: Path,
+                                                     tmp_path: Path) -> None:
+    """Over HTTP, two workers: each re-reads the htpasswd file and refuses the old refresh token."""
+    url = f"{token_registry.url}/token"
+    login = requests.post(url, data={"grant_type": "password", "username": "carol", "password": "cheshire",
+                                     "service": "docker-registry-wsgi", "access_type": "offline",
+                                     "client_id": "e2e"}, timeout=30)
+    assert login.status_code == 200, login.text
+    refresh = {"grant_type": "refresh_token", "refresh_token": login.json()["refresh_token"],
+               "service": "docker-registry-wsgi", "client_id": "e2e", "scope": "repository:team/app:pull"}
+    for _ in range(4):  # both workers accept it
+        assert requests.post(url, data=refresh, timeout=30).status_code == 200
+    path = token_base / "users.htpasswd"
+    lines = [line for line in path.read_text().splitlines() if not line.startswith("carol:")]
+    replacement = tmp_path / "users.htpasswd.new"
+    replacement.write_text("\n".join(lines + [_bcrypt("carol", "queen-of-hearts")]) + "\n")
+    os.replace(replacement, path)  # a new inode: every worker sees the change on its next stat
+    for _ in range(4):
+        res = requests.post(url, data=refresh, timeout=30)
+        assert res.status_code == 400 and res.json()["error"] == "invalid_grant", res.text
+    login = requests.post(url, data={"grant_type": "password", "username": "carol",
+                                     "password": "queen-of-hearts", "service": "docker-registry-wsgi"},
+                          timeout=30)
+    assert login.status_code == 200
+    _assert_clean_log(token_registry)
