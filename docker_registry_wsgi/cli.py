@@ -32,12 +32,13 @@ def parser() -> argparse.ArgumentParser:
     )
     add_arguments(serve)
     purge = commands.add_parser(
-        "purge-uploads", help="cancel upload sessions older than a given age",
-        description="Cancel unfinished upload sessions (and drop their bytes) started more than "
-                    "--older-than hours ago. Uses the same storage options as serve.",
+        "purge-uploads", help="cancel upload sessions idle for a given time, reclaim leftovers",
+        description="Cancel unfinished upload sessions (and drop their bytes) with no activity "
+                    "for --older-than hours, and reclaim what crashed writes left behind. Safe "
+                    "while the registry serves. Uses the same storage options as serve.",
     )
     purge.add_argument("--older-than", type=float, default=24.0, metavar="HOURS",
-                       help="age in hours (default 24)")
+                       help="hours without activity (default 24)")
     storage_config.add_arguments(purge)
     return top
 
@@ -53,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "purge-uploads":
             content = RegistryContent(storage_config.build(args))
             purged = content.purge_uploads(args.older_than * 3600)
-            print(f"cancelled {len(purged)} upload session(s) older than {args.older_than:g} h")
+            print(f"cancelled {len(purged)} upload session(s) idle for {args.older_than:g} h")
     except (ConfigError, ValueError) as exc:
         print(f"docker-registry-wsgi: {exc}", file=sys.stderr)
         return 2

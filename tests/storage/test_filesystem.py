@@ -181,21 +181,6 @@ def test_write_fsyncs_each_new_name_into_its_folder(tmp_path: Path, monkeypatch:
     assert any(path.startswith(str(tmp_path / "~tmp")) for path in synced), "data not flushed"
 
 
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 2 MiB tmpfs: a real full disk (needs the right to mount, as root in CI has)."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({result.stderr.strip()}): needs root")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
-
-
 def test_full_disk_keeps_the_upload_resumable(small_disk: Path) -> None:
     storage = FilesystemStorage(small_disk / "root", fsync=True)
     upload_id, state = started(storage, b"before ")
