@@ -30,6 +30,7 @@ __all__ = [
     "Unauthorized",
     "Denied",
     "Unsupported",
+    "PaginationNumberInvalid",
     "LengthRequired",
     "ContentCodingUnsupported",
     "TransferCodingUnsupported",
@@ -153,6 +154,13 @@ class Denied(RegistryError):
 
 class Unsupported(RegistryError):
     code, status, message = "UNSUPPORTED", 400, "the operation is unsupported"
+
+
+class PaginationNumberInvalid(Unsupported):
+    """A listing's ``n`` that is not a count: docker-registry-http-api-v2.md "Listing Image Tags"
+    and "Catalog", "On Failure: Invalid pagination number" (what distribution answers)."""
+
+    code, status, message = "PAGINATION_NUMBER_INVALID", 400, "invalid number of results requested"
 
 
 class LengthRequired(Unsupported):
