@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable, Generator, Iterator
 
 from werkzeug.wrappers import Request
 
@@ -67,7 +67,7 @@ def iter_body(
     request: Request,
     chunk_size: int = CHUNK_SIZE,
     invalid: type[RegistryError] = BlobUploadInvalid,
-) -> Iterator[bytes]:
+) -> Generator[bytes, None, None]:
     """The request body in pieces of at most ``chunk_size``, after :func:`check_framing`.
 
     Honours ``Content-Length`` and, for chunked bodies, the server's ``wsgi.input_terminated``
@@ -91,7 +91,8 @@ def _pieces(request: Request, chunk_size: int) -> Iterator[bytes]:
         yield chunk
 
 
-def _guarded(open_pieces: Callable[[], Iterator[bytes]], invalid: type[RegistryError]) -> Iterator[bytes]:
+def _guarded(open_pieces: Callable[[], Iterator[bytes]],
+             invalid: type[RegistryError]) -> Generator[bytes, None, None]:
     """Yield the pieces; an exception from the server's stream becomes ``invalid``.
 
     Only the reads are guarded: an exception thrown into this generator by its consumer (a

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-import socket
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from tests.support.raw_http import Response, connect, exchange, request, responses, start_session
 from tests.support.servers import RegistryServer
 
 
@@ -42,86 +41,44 @@ def clean_log(server: RegistryServer) -> Iterator[None]:
     assert "Traceback" not in added and "Error handling request" not in added, added
 
 
-def _connect(server: RegistryServer) -> socket.socket:
-    host, port = server.hostport.rsplit(":", 1)
-    return socket.create_connection((host, int(port)), timeout=30)
-
-
-def _request(method: str, path: str, body: bytes = b"", host: str = "x") -> bytes:
-    head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}\r\n\r\n"
-    return head.encode() + body
-
-
-def _responses(sock: socket.socket, count: int, head: bool = False) -> list[tuple[int, dict[str, str]]]:
-    """Read ``count`` responses from ``sock``; bodies by Content-Length (none for ``HEAD``)."""
-    return [(status, headers) for status, headers, _ in _full_responses(sock, count, head)]
-
-
-def _full_responses(sock: socket.socket, count: int,
-                    head: bool = False) -> list[tuple[int, dict[str, str], bytes]]:
-    """Like :func:`_responses`, with each body."""
-    data, found = b"", []
-    while len(found) < count:
-        while b"\r\n\r\n" not in data:
-            more = sock.recv(65536)
-            assert more, f"connection closed after {len(found)} responses"
-            data += more
-        header_block, _, data = data.partition(b"\r\n\r\n")
-        lines = header_block.decode().split("\r\n")
-        headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-        length = 0 if head else int(headers.get("content-length", "0"))
-        while len(data) < length:
-            data += sock.recv(65536)
-        body, data = data[:length], data[length:]
-        found.append((int(lines[0].split()[1]), headers, body))
-    return found
-
-
-def _session(sock: socket.socket, name: str) -> str:
-    sock.sendall(_request("POST", f"/v2/{name}/blobs/uploads/"))
-    [(status, headers)] = _responses(sock, 1)
-    assert status == 202
-    return re.sub(r"^https?://[^/]+", "", headers["location"])
-
-
 def test_keepalive_connection_serves_requests_after_a_body(server: RegistryServer) -> None:
     blob = bytes(range(256)) * 8192  # 2 MiB: several recv() calls
     digest = "sha256:" + hashlib.sha256(blob).hexdigest()
-    with _connect(server) as sock:
-        location = _session(sock, "gi/keepalive")
-        sock.sendall(_request("PUT", f"{location}?digest={digest}", blob))
-        [(status, _)] = _responses(sock, 1)
+    with connect(server.hostport) as sock:
+        location = start_session(sock, "gi/keepalive")
+        sock.sendall(request("PUT", f"{location}?digest={digest}", blob))
+        [(status, _, _)] = responses(sock, 1)
         assert status == 201
-        sock.sendall(_request("HEAD", f"/v2/gi/keepalive/blobs/{digest}"))
-        [(status, headers)] = _responses(sock, 1, head=True)
+        sock.sendall(request("HEAD", f"/v2/gi/keepalive/blobs/{digest}"))
+        [(status, headers, _)] = responses(sock, 1, head=True)
         assert status == 200 and headers["docker-content-digest"] == digest
 
 
 def test_pipelined_request_behind_a_body_is_served(server: RegistryServer) -> None:
     blob = b"pipelined body " * 1000
     digest = "sha256:" + hashlib.sha256(blob).hexdigest()
-    with _connect(server) as sock:
-        location = _session(sock, "gi/pipelined")
+    with connect(server.hostport) as sock:
+        location = start_session(sock, "gi/pipelined")
         # Both requests in one send: gunicorn reads ahead past the first body.
-        sock.sendall(_request("PATCH", location, blob) + _request("GET", "/v2/"))
-        (patch_status, patch_headers), (base_status, _) = _responses(sock, 2)
+        sock.sendall(request("PATCH", location, blob) + request("GET", "/v2/"))
+        (patch_status, patch_headers, _), (base_status, _, _) = responses(sock, 2)
         assert patch_status == 202 and patch_headers["range"] == f"0-{len(blob) - 1}"
         assert base_status == 200
-        sock.sendall(_request("PUT", f"{location}?digest={digest}"))
-        [(status, _)] = _responses(sock, 1)
+        sock.sendall(request("PUT", f"{location}?digest={digest}"))
+        [(status, _, _)] = responses(sock, 1)
         assert status == 201
 
 
 def test_client_gone_mid_body_leaves_the_session_usable(server: RegistryServer, tmp_path: Path) -> None:
-    with _connect(server) as sock:
-        location = _session(sock, "gi/dropped")
-    with _connect(server) as sock:
+    with connect(server.hostport) as sock:
+        location = start_session(sock, "gi/dropped")
+    with connect(server.hostport) as sock:
         head = f"PATCH {location} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n"
         sock.sendall(head.encode() + b"x" * 1000)
     # The session is still at offset 0, and the server still answers.
-    with _connect(server) as sock:
-        sock.sendall(_request("GET", location))
-        [(status, headers)] = _responses(sock, 1)
+    with connect(server.hostport) as sock:
+        sock.sendall(request("GET", location))
+        [(status, headers, _)] = responses(sock, 1)
         assert status == 204 and headers["range"] == "0-0"
 
 
@@ -142,24 +99,15 @@ SENT = bytes(range(100))
 REST = b"rest of the blob"
 
 
-def _send_broken(server: RegistryServer, head: str, body: bytes, half_close: bool) -> tuple[int, dict[str, str], bytes]:
-    with _connect(server) as sock:
-        sock.sendall(head.encode() + body)
-        if half_close:
-            sock.shutdown(socket.SHUT_WR)
-        [response] = _full_responses(sock, 1)
-        return response
-
-
 def _broken_request(server: RegistryServer, endpoint: str, repo: str, framing: str,
-                    body: bytes, half_close: bool) -> tuple[str | None, tuple[int, dict[str, str], bytes]]:
+                    body: bytes, half_close: bool) -> tuple[str | None, Response]:
     """Open a session holding :data:`SENT` if the endpoint needs one, send the broken request."""
     location = None
     if endpoint in ("PATCH", "PUT"):
-        with _connect(server) as sock:
-            location = _session(sock, repo)
-            sock.sendall(_request("PATCH", location, SENT))
-            assert _responses(sock, 1)[0][0] == 202
+        with connect(server.hostport) as sock:
+            location = start_session(sock, repo)
+            sock.sendall(request("PATCH", location, SENT))
+            assert responses(sock, 1)[0][0] == 202
     target = {
         "PATCH": location,
         "PUT": f"{location}?digest=sha256:{hashlib.sha256(SENT + b'hello').hexdigest()}",
@@ -169,31 +117,31 @@ def _broken_request(server: RegistryServer, endpoint: str, repo: str, framing: s
     method = "PUT" if endpoint == "manifest PUT" else endpoint
     extra = f"Content-Type: application/vnd.oci.image.manifest.v1+json\r\n" if endpoint == "manifest PUT" else ""
     head = f"{method} {target} HTTP/1.1\r\nHost: x\r\n{extra}{framing}\r\n"
-    return location, _send_broken(server, head, body, half_close)
+    return location, exchange(server.hostport, head.encode() + body, half_close)
 
 
 def _assert_refused_and_nothing_changed(server: RegistryServer, endpoint: str, repo: str, location: str | None,
-                                        response: tuple[int, dict[str, str], bytes]) -> None:
+                                        response: Response) -> None:
     status, _, body = response
     code = "MANIFEST_INVALID" if endpoint == "manifest PUT" else "BLOB_UPLOAD_INVALID"
     assert status == 400, body
     [error] = json.loads(body)["errors"]
     assert error["code"] == code, error
-    with _connect(server) as sock:
+    with connect(server.hostport) as sock:
         if location is not None:
             # The session is where it was, and goes on from there.
-            sock.sendall(_request("GET", location))
-            [(status, headers)] = _responses(sock, 1)
+            sock.sendall(request("GET", location))
+            [(status, headers, _)] = responses(sock, 1)
             assert status == 204 and headers["range"] == f"0-{len(SENT) - 1}"
-            sock.sendall(_request("PATCH", location, REST))
-            [(status, headers)] = _responses(sock, 1)
+            sock.sendall(request("PATCH", location, REST))
+            [(status, headers, _)] = responses(sock, 1)
             assert status == 202 and headers["range"] == f"0-{len(SENT + REST) - 1}"
         elif endpoint == "POST":
-            sock.sendall(_request("HEAD", f"/v2/{repo}/blobs/sha256:{hashlib.sha256(b'hello').hexdigest()}"))
-            assert _responses(sock, 1, head=True)[0][0] == 404
+            sock.sendall(request("HEAD", f"/v2/{repo}/blobs/sha256:{hashlib.sha256(b'hello').hexdigest()}"))
+            assert responses(sock, 1, head=True)[0][0] == 404
         else:
-            sock.sendall(_request("GET", f"/v2/{repo}/manifests/v1"))
-            assert _responses(sock, 1)[0][0] == 404
+            sock.sendall(request("GET", f"/v2/{repo}/manifests/v1"))
+            assert responses(sock, 1)[0][0] == 404
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
@@ -221,15 +169,15 @@ def test_body_cut_before_its_content_length_is_a_client_error(server: RegistrySe
 def test_well_formed_chunked_patch_with_extension_and_trailer(server: RegistryServer, clean_log: None) -> None:
     """skopeo and docker PATCH chunked: RFC 9112 7.1 chunk extensions and a trailer section are
     framing, and only the chunk data is stored."""
-    with _connect(server) as sock:
-        location = _session(sock, "gi/chunked-ok")
+    with connect(server.hostport) as sock:
+        location = start_session(sock, "gi/chunked-ok")
         body = b"5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: yes\r\n\r\n"
         sock.sendall(f"PATCH {location} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode() + body)
-        [(status, headers)] = _responses(sock, 1)
+        [(status, headers, _)] = responses(sock, 1)
         assert status == 202 and headers["range"] == "0-10"
         digest = "sha256:" + hashlib.sha256(b"hello world").hexdigest()
-        sock.sendall(_request("PUT", f"{location}?digest={digest}"))
-        [(status, headers)] = _responses(sock, 1)
+        sock.sendall(request("PUT", f"{location}?digest={digest}"))
+        [(status, headers, _)] = responses(sock, 1)
         assert status == 201 and headers["docker-content-digest"] == digest
 
 
@@ -243,15 +191,15 @@ def test_gzip_transfer_coding_is_501(server: RegistryServer, clean_log: None, en
     assert status == 501, body
     assert json.loads(body)["errors"][0]["code"] == "UNSUPPORTED"
     if location is not None:
-        with _connect(server) as sock:
-            sock.sendall(_request("GET", location))
-            assert _responses(sock, 1)[0][1]["range"] == f"0-{len(SENT) - 1}"
+        with connect(server.hostport) as sock:
+            sock.sendall(request("GET", location))
+            assert responses(sock, 1)[0][1]["range"] == f"0-{len(SENT) - 1}"
 
 
 def test_content_coded_manifest_is_415(server: RegistryServer, clean_log: None) -> None:
     """RFC 9110 15.5.16: a gzip Content-Encoding on a manifest PUT is 415 UNSUPPORTED."""
     head = ("PUT /v2/gi/gzip-ce/manifests/v1 HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\n"
             "Content-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: 4\r\n\r\n")
-    status, headers, body = _send_broken(server, head, b"\x1f\x8b\x08\x00", False)
+    status, headers, body = exchange(server.hostport, head.encode() + b"\x1f\x8b\x08\x00")
     assert status == 415 and headers["accept-encoding"] == "identity", body
     assert json.loads(body)["errors"][0]["code"] == "UNSUPPORTED"
