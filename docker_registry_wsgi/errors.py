@@ -31,6 +31,10 @@ __all__ = [
     "Unauthorized",
     "Denied",
     "Unsupported",
+    "PaginationNumberInvalid",
+    "LengthRequired",
+    "ContentCodingUnsupported",
+    "TransferCodingUnsupported",
     "MethodNotAllowed",
     "NotFound",
     "RangeNotSatisfiable",
@@ -159,6 +163,37 @@ class Denied(RegistryError):
 
 class Unsupported(RegistryError):
     code, status, message = "UNSUPPORTED", 400, "the operation is unsupported"
+
+
+class PaginationNumberInvalid(Unsupported):
+    """A listing's ``n`` that is not a count: docker-registry-http-api-v2.md "Listing Image Tags"
+    and "Catalog", "On Failure: Invalid pagination number" (what distribution answers)."""
+
+    code, status, message = "PAGINATION_NUMBER_INVALID", 400, "invalid number of results requested"
+
+
+class LengthRequired(Unsupported):
+    """A chunked body the WSGI server does not decode (no ``wsgi.input_terminated``): 411.
+
+    The request is fine, this deployment cannot read it (RFC 9110 section 15.5.12); the client
+    can send it again with ``Content-Length``. See docs/servers.rst.
+    """
+
+    status, message = 411, (
+        "this WSGI server does not decode chunked request bodies: send the body with Content-Length"
+    )
+
+
+class ContentCodingUnsupported(Unsupported):
+    """A content-coded body the registry would store coded (RFC 9110 section 15.5.16): 415."""
+
+    status, message = 415, "content codings are not supported on this request: send it uncoded"
+
+
+class TransferCodingUnsupported(Unsupported):
+    """A transfer coding other than ``chunked`` (RFC 9112 section 6.1): 501."""
+
+    status, message = 501, "unsupported transfer coding: only chunked is understood"
 
 
 class MethodNotAllowed(Unsupported):

@@ -1,101 +1,205 @@
-"""The gunicorn fast path for request bodies, against a real gunicorn (the standalone server).
+"""Request bodies under a real gunicorn (the standalone server), sent on raw sockets.
 
-It must keep gunicorn's connection bookkeeping right: a keep-alive connection serves the next
-request after a body read from the socket, a request pipelined behind a body is not eaten, and a
-client that stops mid-body costs only its own connection.
+The fast path must keep gunicorn's connection bookkeeping right: a keep-alive connection serves
+the next request after a body read from the socket, a request pipelined behind a body is not
+eaten, and a client that stops mid-body costs only its own connection.
+
+Bodies gunicorn's parser refuses while the registry reads them (a malformed chunk size, a chunk
+without its CRLF, a body cut off by the client) are the client's error on every endpoint that
+reads one: 400 BLOB_UPLOAD_INVALID for PATCH, PUT and POST ``?digest=``, 400 MANIFEST_INVALID for
+the manifest PUT (oci-distribution-spec.md "Error Codes"), with the session left at its offset
+("Pushing a blob in chunks") and no traceback in the server's log. RFC 9112 section 7.1 (chunked
+framing), section 6.1 (transfer codings other than chunked: 501).
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
-import socket
+import json
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from tests.support.raw_http import Response, connect, exchange, request, responses, start_session
 from tests.support.servers import RegistryServer
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    with RegistryServer(tmp_path_factory.mktemp("gunicorn-input"), extra_args=["--workers", "1"]) as srv:
+    root = tmp_path_factory.mktemp("gunicorn-input")
+    with RegistryServer(root / "data", extra_args=["--workers", "1"], log_path=root / "server.log") as srv:
         yield srv
 
 
-def _connect(server: RegistryServer) -> socket.socket:
-    host, port = server.hostport.rsplit(":", 1)
-    return socket.create_connection((host, int(port)), timeout=30)
-
-
-def _request(method: str, path: str, body: bytes = b"", host: str = "x") -> bytes:
-    head = f"{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: {len(body)}\r\n\r\n"
-    return head.encode() + body
-
-
-def _responses(sock: socket.socket, count: int, head: bool = False) -> list[tuple[int, dict[str, str]]]:
-    """Read ``count`` responses from ``sock``; bodies by Content-Length (none for ``HEAD``)."""
-    data, found = b"", []
-    while len(found) < count:
-        while b"\r\n\r\n" not in data:
-            more = sock.recv(65536)
-            assert more, f"connection closed after {len(found)} responses"
-            data += more
-        head, _, data = data.partition(b"\r\n\r\n")
-        lines = head.decode().split("\r\n")
-        headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-        length = 0 if head else int(headers.get("content-length", "0"))
-        while len(data) < length:
-            data += sock.recv(65536)
-        data = data[length:]
-        found.append((int(lines[0].split()[1]), headers))
-    return found
-
-
-def _session(sock: socket.socket, name: str) -> str:
-    sock.sendall(_request("POST", f"/v2/{name}/blobs/uploads/"))
-    [(status, headers)] = _responses(sock, 1)
-    assert status == 202
-    return re.sub(r"^https?://[^/]+", "", headers["location"])
+@pytest.fixture
+def clean_log(server: RegistryServer) -> Iterator[None]:
+    """The test's part of the server log must show no traceback and no gunicorn request error."""
+    start = len(server.log_text())
+    yield
+    added = server.log_text()[start:]
+    assert "Traceback" not in added and "Error handling request" not in added, added
 
 
 def test_keepalive_connection_serves_requests_after_a_body(server: RegistryServer) -> None:
     blob = bytes(range(256)) * 8192  # 2 MiB: several recv() calls
     digest = "sha256:" + hashlib.sha256(blob).hexdigest()
-    with _connect(server) as sock:
-        location = _session(sock, "gi/keepalive")
-        sock.sendall(_request("PUT", f"{location}?digest={digest}", blob))
-        [(status, _)] = _responses(sock, 1)
+    with connect(server.hostport) as sock:
+        location = start_session(sock, "gi/keepalive")
+        sock.sendall(request("PUT", f"{location}?digest={digest}", blob))
+        [(status, _, _)] = responses(sock, 1)
         assert status == 201
-        sock.sendall(_request("HEAD", f"/v2/gi/keepalive/blobs/{digest}"))
-        [(status, headers)] = _responses(sock, 1, head=True)
+        sock.sendall(request("HEAD", f"/v2/gi/keepalive/blobs/{digest}"))
+        [(status, headers, _)] = responses(sock, 1, head=True)
         assert status == 200 and headers["docker-content-digest"] == digest
 
 
 def test_pipelined_request_behind_a_body_is_served(server: RegistryServer) -> None:
     blob = b"pipelined body " * 1000
     digest = "sha256:" + hashlib.sha256(blob).hexdigest()
-    with _connect(server) as sock:
-        location = _session(sock, "gi/pipelined")
+    with connect(server.hostport) as sock:
+        location = start_session(sock, "gi/pipelined")
         # Both requests in one send: gunicorn reads ahead past the first body.
-        sock.sendall(_request("PATCH", location, blob) + _request("GET", "/v2/"))
-        (patch_status, patch_headers), (base_status, _) = _responses(sock, 2)
+        sock.sendall(request("PATCH", location, blob) + request("GET", "/v2/"))
+        (patch_status, patch_headers, _), (base_status, _, _) = responses(sock, 2)
         assert patch_status == 202 and patch_headers["range"] == f"0-{len(blob) - 1}"
         assert base_status == 200
-        sock.sendall(_request("PUT", f"{location}?digest={digest}"))
-        [(status, _)] = _responses(sock, 1)
+        sock.sendall(request("PUT", f"{location}?digest={digest}"))
+        [(status, _, _)] = responses(sock, 1)
         assert status == 201
 
 
 def test_client_gone_mid_body_leaves_the_session_usable(server: RegistryServer, tmp_path: Path) -> None:
-    with _connect(server) as sock:
-        location = _session(sock, "gi/dropped")
-    with _connect(server) as sock:
+    with connect(server.hostport) as sock:
+        location = start_session(sock, "gi/dropped")
+    with connect(server.hostport) as sock:
         head = f"PATCH {location} HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n"
         sock.sendall(head.encode() + b"x" * 1000)
     # The session is still at offset 0, and the server still answers.
-    with _connect(server) as sock:
-        sock.sendall(_request("GET", location))
-        [(status, headers)] = _responses(sock, 1)
+    with connect(server.hostport) as sock:
+        sock.sendall(request("GET", location))
+        [(status, headers, _)] = responses(sock, 1)
         assert status == 204 and headers["range"] == "0-0"
+
+
+# -- bodies gunicorn's parser refuses while the registry reads them ----------------------------------
+
+#: Chunked bodies that break the framing of RFC 9112 section 7.1, and whether the client then
+#: half-closes its side (a cut-off body is only noticed at end of stream).
+BROKEN_CHUNKED = {
+    "bad-chunk-size": (b"5\r\nhello\r\nzz\r\nworld\r\n0\r\n\r\n", False),  # InvalidChunkSize
+    "no-crlf-after-data": (b"5\r\nhello\r\n5\r\nworldXX0\r\n\r\n", False),  # ChunkMissingTerminator
+    "cut-in-chunk-data": (b"5\r\nhello\r\na\r\nworl", True),  # NoMoreData
+    "cut-before-last-chunk": (b"5\r\nhello\r\n", True),  # NoMoreData
+    "cut-in-trailer": (b"5\r\nhello\r\n0\r\n", True),  # ChunkMissingTerminator
+}
+ENDPOINTS = ["PATCH", "PUT", "POST", "manifest PUT"]
+#: What the client had sent before the broken request: the session's offset.
+SENT = bytes(range(100))
+REST = b"rest of the blob"
+
+
+def _broken_request(server: RegistryServer, endpoint: str, repo: str, framing: str,
+                    body: bytes, half_close: bool) -> tuple[str | None, Response]:
+    """Open a session holding :data:`SENT` if the endpoint needs one, send the broken request."""
+    location = None
+    if endpoint in ("PATCH", "PUT"):
+        with connect(server.hostport) as sock:
+            location = start_session(sock, repo)
+            sock.sendall(request("PATCH", location, SENT))
+            assert responses(sock, 1)[0][0] == 202
+    target = {
+        "PATCH": location,
+        "PUT": f"{location}?digest=sha256:{hashlib.sha256(SENT + b'hello').hexdigest()}",
+        "POST": f"/v2/{repo}/blobs/uploads/?digest=sha256:{hashlib.sha256(b'hello').hexdigest()}",
+        "manifest PUT": f"/v2/{repo}/manifests/v1",
+    }[endpoint]
+    method = "PUT" if endpoint == "manifest PUT" else endpoint
+    extra = f"Content-Type: application/vnd.oci.image.manifest.v1+json\r\n" if endpoint == "manifest PUT" else ""
+    head = f"{method} {target} HTTP/1.1\r\nHost: x\r\n{extra}{framing}\r\n"
+    return location, exchange(server.hostport, head.encode() + body, half_close)
+
+
+def _assert_refused_and_nothing_changed(server: RegistryServer, endpoint: str, repo: str, location: str | None,
+                                        response: Response) -> None:
+    status, _, body = response
+    code = "MANIFEST_INVALID" if endpoint == "manifest PUT" else "BLOB_UPLOAD_INVALID"
+    assert status == 400, body
+    [error] = json.loads(body)["errors"]
+    assert error["code"] == code, error
+    with connect(server.hostport) as sock:
+        if location is not None:
+            # The session is where it was, and goes on from there.
+            sock.sendall(request("GET", location))
+            [(status, headers, _)] = responses(sock, 1)
+            assert status == 204 and headers["range"] == f"0-{len(SENT) - 1}"
+            sock.sendall(request("PATCH", location, REST))
+            [(status, headers, _)] = responses(sock, 1)
+            assert status == 202 and headers["range"] == f"0-{len(SENT + REST) - 1}"
+        elif endpoint == "POST":
+            sock.sendall(request("HEAD", f"/v2/{repo}/blobs/sha256:{hashlib.sha256(b'hello').hexdigest()}"))
+            assert responses(sock, 1, head=True)[0][0] == 404
+        else:
+            sock.sendall(request("GET", f"/v2/{repo}/manifests/v1"))
+            assert responses(sock, 1)[0][0] == 404
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+@pytest.mark.parametrize("case", sorted(BROKEN_CHUNKED))
+def test_broken_chunked_body_is_a_client_error(server: RegistryServer, clean_log: None,
+                                               endpoint: str, case: str) -> None:
+    """RFC 9112 7.1: a chunked body gunicorn cannot parse is the client's: 400, nothing changed."""
+    body, half_close = BROKEN_CHUNKED[case]
+    repo = f"gi/broken/{case}/{endpoint.replace(' ', '-').lower()}"
+    location, response = _broken_request(server, endpoint, repo, "Transfer-Encoding: chunked\r\n",
+                                         body, half_close)
+    _assert_refused_and_nothing_changed(server, endpoint, repo, location, response)
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_body_cut_before_its_content_length_is_a_client_error(server: RegistryServer, clean_log: None,
+                                                              endpoint: str) -> None:
+    """RFC 9112 6.3: a body that ends (the client half-closes) before its Content-Length: 400."""
+    repo = f"gi/cut/{endpoint.replace(' ', '-').lower()}"
+    location, response = _broken_request(server, endpoint, repo, "Content-Length: 1000\r\n",
+                                         b'{"schemaVersion": 2, "x', True)
+    _assert_refused_and_nothing_changed(server, endpoint, repo, location, response)
+
+
+def test_well_formed_chunked_patch_with_extension_and_trailer(server: RegistryServer, clean_log: None) -> None:
+    """skopeo and docker PATCH chunked: RFC 9112 7.1 chunk extensions and a trailer section are
+    framing, and only the chunk data is stored."""
+    with connect(server.hostport) as sock:
+        location = start_session(sock, "gi/chunked-ok")
+        body = b"5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: yes\r\n\r\n"
+        sock.sendall(f"PATCH {location} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode() + body)
+        [(status, headers, _)] = responses(sock, 1)
+        assert status == 202 and headers["range"] == "0-10"
+        digest = "sha256:" + hashlib.sha256(b"hello world").hexdigest()
+        sock.sendall(request("PUT", f"{location}?digest={digest}"))
+        [(status, headers, _)] = responses(sock, 1)
+        assert status == 201 and headers["docker-content-digest"] == digest
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_gzip_transfer_coding_is_501(server: RegistryServer, clean_log: None, endpoint: str) -> None:
+    """RFC 9112 6.1: gunicorn decodes the chunking of ``gzip, chunked`` but not the gzip: the
+    registry answers 501 UNSUPPORTED instead of storing gzipped bytes; the session is unchanged."""
+    repo = f"gi/gzip-te/{endpoint.replace(' ', '-').lower()}"
+    location, (status, _, body) = _broken_request(
+        server, endpoint, repo, "Transfer-Encoding: gzip, chunked\r\n", b"4\r\n\x1f\x8b\x08\x00\r\n0\r\n\r\n", False)
+    assert status == 501, body
+    assert json.loads(body)["errors"][0]["code"] == "UNSUPPORTED"
+    if location is not None:
+        with connect(server.hostport) as sock:
+            sock.sendall(request("GET", location))
+            assert responses(sock, 1)[0][1]["range"] == f"0-{len(SENT) - 1}"
+
+
+def test_content_coded_manifest_is_415(server: RegistryServer, clean_log: None) -> None:
+    """RFC 9110 15.5.16: a gzip Content-Encoding on a manifest PUT is 415 UNSUPPORTED."""
+    head = ("PUT /v2/gi/gzip-ce/manifests/v1 HTTP/1.1\r\nHost: x\r\nContent-Encoding: gzip\r\n"
+            "Content-Type: application/vnd.oci.image.manifest.v1+json\r\nContent-Length: 4\r\n\r\n")
+    status, headers, body = exchange(server.hostport, head.encode() + b"\x1f\x8b\x08\x00")
+    assert status == 415 and headers["accept-encoding"] == "identity", body
+    assert json.loads(body)["errors"][0]["code"] == "UNSUPPORTED"

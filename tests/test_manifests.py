@@ -4,7 +4,10 @@ Spec: oci-distribution-spec.md "Pushing Manifests" (Content-Type vs ``mediaType`
 ignored), "Pushing Manifests with Subject" and "Listing Referrers" (``artifactType`` defaults to the
 config's media type for an image manifest and is omitted for an index); oci-image-spec-manifest.md,
 oci-image-spec-image-index.md, oci-image-spec-descriptor.md "Properties" (``urls``: foreign layers);
-docker-manifest-v2-schema2.md (schema2 manifest and manifest list).
+docker-manifest-v2-schema2.md (schema2 manifest and manifest list). The body is I-JSON (RFC 7493:
+UTF-8 per RFC 8259 section 8.1, no NaN/Infinity, unique member names, no lone surrogates) and the
+image spec's typed fields have their types: ``schemaVersion`` *int* 2, descriptor ``size`` *int64*,
+``annotations`` *string-string map*, ``urls`` *array of strings*, ``data`` base64 (RFC 4648).
 """
 
 from __future__ import annotations
@@ -248,7 +251,7 @@ def test_deeply_nested_json_is_manifest_invalid() -> None:
     invalid(b'{"a":' * 100_000, OCI_MANIFEST)
 
 
-@pytest.mark.parametrize("version", [None, 1.5, 3, "2", 2.0001, [2], True])
+@pytest.mark.parametrize("version", [None, 1.5, 3, "2", 2.0001, [2], True, 2.0, 1.0, False])
 def test_schema_version_must_be_2(version: Any) -> None:
     """oci-image-spec-manifest.md: ``schemaVersion`` MUST be 2."""
     doc = image()
@@ -406,12 +409,11 @@ def test_annotations_are_kept_for_referrers() -> None:
     assert parse_manifest(body(image()), None).annotations == {}
 
 
-@pytest.mark.parametrize("value", [[], ["a"], "x", 1])
-def test_annotations_must_be_an_object(value: Any) -> None:
-    """oci-image-spec-manifest.md: ``annotations`` is a string-string map."""
-    if value == []:
-        return  # an empty list is falsy and reads as "no annotations"; not worth refusing
-    invalid(image(annotations=value))
+@pytest.mark.parametrize("value", [[], ["a"], "x", 1, 0, "", False, {"a": 1}, {"a": None}, {"a": ["b"]}, {"a": {}}])
+def test_annotations_must_be_a_string_string_map(value: Any) -> None:
+    """oci-image-spec-manifest.md: ``annotations`` is a string-string map; an empty list or a
+    number is not (they were read as "no annotations", and values were turned into strings)."""
+    assert invalid(image(annotations=value)).detail["field"].startswith("annotations")
 
 
 # -- properties ---------------------------------------------------------------------------------------
@@ -482,3 +484,191 @@ def test_any_bytes_are_accepted_or_manifest_invalid(data: bytes) -> None:
         parse_manifest(data, None)
     except ManifestInvalid:
         pass
+
+
+# -- I-JSON (RFC 7493) and the image spec's types -------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-8-sig"])
+def test_body_must_be_utf8_without_bom(encoding: str) -> None:
+    """RFC 8259 8.1: JSON between systems MUST be UTF-8 (a BOM MAY be refused). ``json.loads``
+    on bytes guessed UTF-16/32 and skipped the BOM, so such manifests were stored as sent."""
+    error = invalid(json.dumps(image()).encode(encoding), OCI_MANIFEST)
+    assert "UTF-8" in error.message or "JSON" in error.message
+
+
+def test_latin1_body_is_not_utf8() -> None:
+    """RFC 8259 8.1: a Latin-1 annotation is not UTF-8; the error gives the offset of the bad byte."""
+    data = body(image(annotations={"a": "caf\u00e9"})).replace(b"caf\\u00e9", "café".encode("latin-1"))
+    error = invalid(data)
+    assert error.detail == {"offset": data.index(b"\xe9")} and "UTF-8" in error.message
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize("where", ["size", "unknown", "annotation-list"])
+def test_nan_and_infinity_are_not_json(constant: str, where: str) -> None:
+    """RFC 8259 6: ``NaN``/``Infinity`` are not JSON numbers (Python's parser took them)."""
+    doc = image()
+    if where == "size":
+        doc["config"]["size"] = "@"
+    elif where == "unknown":
+        doc["x-extra"] = "@"
+    else:
+        doc["x-extra"] = [1, "@"]
+    data = body(doc).replace(b'"@"', constant.encode())
+    assert invalid(data).detail == {"value": constant}
+
+
+@pytest.mark.parametrize("path", [(), ("config",), ("layers", 0), ("annotations",)])
+def test_duplicate_member_names_are_refused(path: tuple[Any, ...]) -> None:
+    """RFC 7493 2.3: member names MUST be unique. Parsers differ on which duplicate wins (Python and
+    Go the last, others the first), so a registry checking one copy could serve the other."""
+    doc = image(annotations={"a": "b"})
+    target = doc
+    for step in path:
+        target = target[step]
+    key = next(iter(target))
+    data = body(doc)
+    marker = json.dumps(target)[:-1]  # the object's text up to its closing brace
+    assert data.count(marker.encode()) == 1
+    data = data.replace(marker.encode(), (marker + ", " + json.dumps(key) + ": " + json.dumps(target[key])).encode())
+    assert invalid(data).detail == {"key": key}
+
+
+@pytest.mark.parametrize("escape", ["\\ud800", "\\udfff", "\\ud83d x"])
+@pytest.mark.parametrize("where", ["value", "key", "list"])
+def test_lone_surrogates_are_refused(escape: str, where: str) -> None:
+    """RFC 7493 2.1: strings MUST NOT hold escapes of surrogates that make no character; a pair
+    (an emoji) is fine."""
+    doc = image(annotations={"k": "@"} if where == "value" else {"@": "v"})
+    if where == "list":
+        doc["layers"][0]["urls"] = ["@"]
+    data = body(doc).replace(b"@", escape.encode())
+    assert "surrogate" in invalid(data).message
+    assert parse_manifest(body(doc).replace(b"@", b"\\ud83d\\ude00"), None).media_type == OCI_MANIFEST
+
+
+@pytest.mark.parametrize("size", [0, 1, 2**53 + 1, 2**63 - 1])
+def test_sizes_up_to_int64_max_are_accepted(size: int) -> None:
+    """oci-image-spec-descriptor.md: ``size`` is an int64; every non-negative one is accepted, beyond
+    2^53 too (the registry reads it as an integer, not a float)."""
+    doc = image()
+    doc["layers"][0]["size"] = size
+    assert parse_manifest(body(doc), None).blobs[1].size == size
+
+
+@pytest.mark.parametrize("size", [2**63, 2**64, 10**30, -1, -(2**63), 1.5, 1.0, 1e3, True, False, "1", None, [1], {}])
+@pytest.mark.parametrize("where", ["config", "layers", "subject"])
+def test_sizes_beyond_int64_negative_or_not_integers_are_refused(size: Any, where: str) -> None:
+    """oci-image-spec-descriptor.md: ``size`` is an int64 count of bytes: not above 2^63-1, not
+    negative, not 1.5 nor 1.0 (JSON numbers with a fraction), not ``true``."""
+    doc = image(subject=descriptor(OCI_MANIFEST, b"subject"))
+    target = doc["layers"][0] if where == "layers" else doc[where]
+    target["size"] = size
+    assert invalid(doc).detail["field"].startswith(where)
+
+
+def test_size_with_too_many_digits_is_invalid_json() -> None:
+    """Python refuses integers of over 4300 digits; that is MANIFEST_INVALID, not a 500."""
+    data = body(image()).replace(b'"size": 6', b'"size": ' + b"9" * 5000, 1)
+    assert "JSON" in invalid(data).message
+
+
+BAD_DESCRIPTOR_FIELDS = [
+    ("urls", "https://example.com/layer"),
+    ("urls", [1]),
+    ("urls", {"a": "b"}),
+    ("annotations", ["a"]),
+    ("annotations", {"a": 1}),
+    ("annotations", {"a": True}),
+    ("artifactType", 1),
+    ("artifactType", ["a"]),
+    ("data", 1),
+    ("data", "not base64!"),
+    ("data", "e30"),  # missing padding
+    ("platform", "linux/amd64"),
+    ("platform", {"architecture": 1, "os": "linux"}),
+    ("platform", {"architecture": "amd64", "os": ["linux"]}),
+    ("platform", {"architecture": "amd64", "os": "linux", "os.features": "win32k"}),
+]
+
+
+@pytest.mark.parametrize("field,value", BAD_DESCRIPTOR_FIELDS)
+@pytest.mark.parametrize("where", ["config", "layers", "manifests", "subject"])
+def test_descriptor_fields_have_their_types(field: str, value: Any, where: str) -> None:
+    """oci-image-spec-descriptor.md "Properties" and image-index.md ``platform``: the OPTIONAL
+    fields have types too."""
+    doc = index(subject=descriptor(OCI_MANIFEST, b"s")) if where == "manifests" else image(
+        subject=descriptor(OCI_MANIFEST, b"s"))
+    target = doc[where][0] if where in ("layers", "manifests") else doc[where]
+    target[field] = value
+    assert invalid(doc).detail["field"].startswith(where)
+
+
+def test_well_typed_optional_descriptor_fields_are_accepted() -> None:
+    """The same fields with their types: accepted, and ``data`` is kept as sent."""
+    layer = descriptor(LAYER_TYPE, b"{}", urls=["https://example.com/l"], annotations={"a": "b"},
+                       artifactType="application/x-a", data="e30=")
+    doc = index(subject=descriptor(OCI_MANIFEST, b"s"))
+    doc["manifests"][0]["platform"] = {"architecture": "amd64", "os": "windows", "os.version": "10.0",
+                                       "os.features": ["win32k"], "variant": "v8", "features": []}
+    assert parse_manifest(body(image(layers=0) | {"layers": [layer]}), None).blobs[1].raw == layer
+    assert len(parse_manifest(body(doc), None).children) == 2
+
+
+#: Values of the wrong JSON type or range, per field of the image spec.
+_json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=5)
+_json = st.recursive(_json_scalars, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=4), c, max_size=3),
+                     max_leaves=6)
+BAD_VALUES: dict[str, st.SearchStrategy[Any]] = {
+    "schemaVersion": _json.filter(lambda v: not (type(v) is int and v == 2)),
+    "size": st.integers(max_value=-1) | st.integers(min_value=2**63, max_value=2**400)
+    | _json.filter(lambda v: type(v) is not int),
+    "annotations": _json.filter(lambda v: v is not None and not isinstance(v, dict))
+    | st.dictionaries(st.text(max_size=4), _json.filter(lambda v: not isinstance(v, str)), min_size=1, max_size=3),
+    "artifactType": _json.filter(lambda v: v is not None and not isinstance(v, str)),
+    "urls": _json.filter(lambda v: v is not None and not (isinstance(v, list) and all(isinstance(x, str) for x in v))),
+    "data": _json.filter(lambda v: v is not None and not isinstance(v, str)) | st.sampled_from(["=", "a", "ab=c", "@@@@"]),
+    "platform": _json.filter(lambda v: v is not None and not isinstance(v, dict))
+    | st.fixed_dictionaries({"architecture": _json.filter(lambda v: v is not None and not isinstance(v, str))}),
+}
+
+
+@st.composite
+def bad_documents(draw: st.DrawFn) -> tuple[dict[str, Any], str]:
+    """A valid image manifest or index with one field set to a value of the wrong type or range."""
+    is_index = draw(st.booleans())
+    doc = index(draw(st.sampled_from([OCI_INDEX, DOCKER_MANIFEST_LIST]))) if is_index else image(
+        draw(st.sampled_from([OCI_MANIFEST, DOCKER_MANIFEST])))
+    doc["subject"] = descriptor(OCI_MANIFEST, b"subject")
+    field = draw(st.sampled_from(sorted(BAD_VALUES)))
+    value = draw(BAD_VALUES[field])
+    if field == "schemaVersion" or field in ("annotations", "artifactType") and draw(st.booleans()):
+        doc[field] = value
+        return doc, field
+    where = draw(st.sampled_from(["manifests", "subject"] if is_index else ["config", "layers", "subject"]))
+    target = doc[where][draw(st.integers(0, len(doc[where]) - 1))] if where in ("manifests", "layers") else doc[where]
+    target[field] = value
+    return doc, where
+
+
+@FAST
+@given(case=bad_documents(), indent=st.sampled_from([None, 2]))
+def test_any_badly_typed_field_is_manifest_invalid(case: tuple[dict[str, Any], str], indent: int | None) -> None:
+    """Hypothesis: one field of a valid manifest set to a value of the wrong type or range is always
+    MANIFEST_INVALID (400) naming that field, never accepted and never another exception."""
+    doc, where = case
+    with pytest.raises(ManifestInvalid) as info:
+        parse_manifest(json.dumps(doc, indent=indent).encode(), None)
+    assert info.value.status == 400 and info.value.code == "MANIFEST_INVALID"
+    detail = info.value.detail
+    assert detail.get("field", "").startswith(where) or where == "schemaVersion" and "schemaVersion" in detail
+
+
+@FAST
+@given(doc=image_documents(), encoding=st.sampled_from(["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-be",
+                                                        "utf-8-sig"]))
+def test_any_manifest_in_another_encoding_is_manifest_invalid(doc: dict[str, Any], encoding: str) -> None:
+    """Hypothesis: a valid manifest encoded other than plain UTF-8 is refused (RFC 8259 8.1)."""
+    assert parse_manifest(json.dumps(doc).encode(), None).media_type in MANIFEST_TYPES
+    invalid(json.dumps(doc).encode(encoding))

@@ -3,12 +3,16 @@
 Spec: oci-distribution-spec.md "Pushing a blob in chunks" (PATCH bodies with Content-Length; issue
 #2: also ``Transfer-Encoding: chunked`` without Content-Length, read only when the server sets
 ``wsgi.input_terminated``), "Pushing Manifests" (size limit, 413), "Pulling blobs" (ranges served
-from a file, bounded by Content-Length).
+from a file, bounded by Content-Length); RFC 9112 section 6.1 (transfer codings: only ``chunked``,
+else 501) and 7.1 (chunked framing, which the WSGI server decodes); RFC 9110 section 15.5.12 (411)
+and 15.5.16 (415 for a content coding the registry would store coded).
 """
 
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +20,27 @@ import pytest
 from hypothesis import given, strategies as st
 from werkzeug.wrappers import Request
 
-from docker_registry_wsgi.errors import BlobUploadInvalid, ManifestTooLarge, SizeInvalid
-from docker_registry_wsgi.streams import CHUNK_SIZE, BoundedReader, has_body, iter_body, read_small_body
+from gunicorn.http.errors import ChunkMissingTerminator, InvalidChunkExtension, InvalidChunkSize, NoMoreData
+from werkzeug.exceptions import ClientDisconnected
+
+from docker_registry_wsgi.errors import (
+    BlobUploadInvalid,
+    ContentCodingUnsupported,
+    LengthRequired,
+    ManifestInvalid,
+    ManifestTooLarge,
+    SizeInvalid,
+    TransferCodingUnsupported,
+)
+from docker_registry_wsgi.streams import (
+    CHUNK_SIZE,
+    BoundedReader,
+    check_framing,
+    has_body,
+    iter_body,
+    read_small_body,
+)
+from tests.handlers import FailingInput
 from tests.unit_fixtures import FAST
 
 
@@ -94,10 +117,12 @@ def test_has_body(kwargs: dict[str, Any], expected: bool) -> None:
     assert has_body(request(b"hello", **kwargs)) is expected
 
 
-def test_has_body_knows_chunked_in_any_case() -> None:
-    """RFC 9112 7: transfer codings are case-insensitive."""
+@pytest.mark.parametrize("coding", ["Chunked", "gzip, Chunked", "gzip", " identity "])
+def test_has_body_with_any_transfer_coding(coding: str) -> None:
+    """RFC 9112 6.3: a request with Transfer-Encoding has a body (codings are case-insensitive), so
+    the closing PUT reads it, and refuses it if the coding is not ``chunked`` alone."""
     req = request(b"x")
-    req.environ["HTTP_TRANSFER_ENCODING"] = "gzip, Chunked"
+    req.environ["HTTP_TRANSFER_ENCODING"] = coding
     assert has_body(req)
 
 
@@ -132,6 +157,150 @@ def test_small_chunked_body_over_the_limit_stops_early() -> None:
     with pytest.raises(ManifestTooLarge):
         read_small_body(req, 1000, ManifestTooLarge)
     assert stream.tell() <= 2 * 1001
+
+
+# -- framing: transfer codings, and servers that do not decode chunked bodies -------------------------
+
+
+def test_chunked_body_the_server_does_not_decode_is_411_before_reading() -> None:
+    """RFC 9110 15.5.12: wsgiref and uWSGI pass a chunked body undecoded (or as nothing) and set no
+    ``wsgi.input_terminated``; reading it would store the framing or 0 bytes, so 411, at once."""
+    req = request(b"5\r\nhello\r\n0\r\n\r\n", chunked=True)
+    with pytest.raises(LengthRequired) as info:
+        iter_body(req)  # raised by the call, before anything is iterated
+    assert (info.value.status, info.value.code) == (411, "UNSUPPORTED")
+    assert req.environ["wsgi.input"].tell() == 0
+
+
+@pytest.mark.parametrize("extra", [{"wsgi.input_terminated": False}, {"CONTENT_LENGTH": "5"},
+                                   {"wsgi.input_terminated": 0, "CONTENT_LENGTH": "20"}])
+def test_chunked_without_a_true_input_terminated_is_411(extra: dict[str, Any]) -> None:
+    """RFC 9112 6.3: Transfer-Encoding overrides Content-Length, so a length does not make the
+    undecoded framing readable; only a true ``wsgi.input_terminated`` does."""
+    req = request(b"5\r\nhello\r\n0\r\n\r\n", chunked=True)
+    req.environ.update(extra)
+    with pytest.raises(LengthRequired):
+        check_framing(req)
+
+
+@pytest.mark.parametrize("coding", ["gzip, chunked", "chunked, gzip", "gzip", "deflate,chunked", "identity",
+                                    "chunked, chunked", "x-custom", "br , chunked"])
+@pytest.mark.parametrize("terminated", [True, False])
+def test_transfer_codings_other_than_chunked_are_501(coding: str, terminated: bool) -> None:
+    """RFC 9112 6.1: a server that receives a transfer coding it does not understand SHOULD answer
+    501; a ``gzip, chunked`` body would otherwise be stored still gzipped."""
+    req = request(b"payload", chunked=True, terminated=terminated)
+    req.environ["HTTP_TRANSFER_ENCODING"] = coding
+    with pytest.raises(TransferCodingUnsupported) as info:
+        iter_body(req)
+    assert (info.value.status, info.value.code) == (501, "UNSUPPORTED")
+    assert info.value.detail == {"Transfer-Encoding": coding}
+
+
+CODINGS = ["chunked", "gzip", "deflate", "compress", "identity", "br", "x-y"]
+
+
+@FAST
+@given(codings=st.lists(st.tuples(st.sampled_from(CODINGS), st.sampled_from(["", " ", "\t"]),
+                                  st.booleans()), max_size=4),
+       terminated=st.booleans(), body=st.binary(max_size=100))
+def test_only_chunked_alone_is_read(codings: list[tuple[str, str, bool]], terminated: bool, body: bytes) -> None:
+    """RFC 9110 5.6.1 / RFC 9112 6.1: any list of codings, in any case and spacing: ``chunked`` alone
+    is read (if the server decoded it), no coding reads by Content-Length, anything else is 501."""
+    names = [name for name, _, _ in codings]
+    header = ",".join(f"{pad}{name.upper() if upper else name}{pad}" for name, pad, upper in codings)
+    req = request(body, content_length=len(body), terminated=terminated)
+    if header:
+        req.environ["HTTP_TRANSFER_ENCODING"] = header
+    if not names:
+        assert b"".join(iter_body(req)) == body
+    elif names != ["chunked"]:
+        with pytest.raises(TransferCodingUnsupported):
+            iter_body(req)
+    elif not terminated:
+        with pytest.raises(LengthRequired):
+            iter_body(req)
+    else:
+        assert b"".join(iter_body(req)) == body
+
+
+# -- errors of the server's input stream ---------------------------------------------------------------
+
+
+STREAM_ERRORS = [
+    InvalidChunkSize(b"zz"),  # gunicorn, the chunk-size line is not hex
+    ChunkMissingTerminator(b"XX"),  # gunicorn, no CRLF after the chunk data
+    InvalidChunkExtension("bare CR not allowed"),  # gunicorn
+    NoMoreData(b""),  # gunicorn, the client closed mid-body
+    OSError("Invalid chunk header"),  # werkzeug's dev server
+    ValueError("Size must be positive."),
+    ConnectionResetError(104, "Connection reset by peer"),
+    ClientDisconnected(),  # werkzeug's LimitedStream, a body shorter than its Content-Length
+]
+
+
+@pytest.mark.parametrize("error", STREAM_ERRORS, ids=lambda e: type(e).__name__)
+def test_any_error_of_the_input_stream_is_the_clients(error: BaseException) -> None:
+    """spec "Error Codes" BLOB_UPLOAD_INVALID: whatever the server raises while reading the body is
+    a broken request (4xx with the server's reason), never a 500; the bytes before it came through."""
+    req = request(b"", chunked=True, terminated=True)
+    req.environ["wsgi.input"] = FailingInput(b"0123456789", error)
+    received = []
+    with pytest.raises(BlobUploadInvalid) as info:
+        for chunk in iter_body(req, 4):
+            received.append(chunk)
+    assert b"".join(received) == b"0123456789"
+    assert (info.value.status, info.value.code) == (400, "BLOB_UPLOAD_INVALID")
+    assert info.value.detail["reason"].startswith(type(error).__name__)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_the_caller_chooses_the_error_of_an_unreadable_body() -> None:
+    """spec "Pushing Manifests": a manifest that breaks off is MANIFEST_INVALID, not a blob error."""
+    req = request(b"", chunked=True, terminated=True)
+    req.environ["wsgi.input"] = FailingInput(b"{", InvalidChunkSize(b"zz"))
+    with pytest.raises(ManifestInvalid) as info:
+        read_small_body(req, 100, ManifestTooLarge, ManifestInvalid)
+    assert (info.value.status, info.value.code) == (400, "MANIFEST_INVALID")
+
+
+def test_errors_thrown_in_by_the_consumer_are_not_converted() -> None:
+    """Only the server's reads are the client's fault: a storage error at a ``yield`` stays itself."""
+    pieces = iter_body(request(b"abcdef", content_length=6), 2)
+    assert next(pieces) == b"ab"
+    with pytest.raises(KeyError):
+        pieces.throw(KeyError("storage"))
+
+
+def test_streams_does_not_import_gunicorn() -> None:
+    """The package serves under any WSGI server: gunicorn's exceptions are caught without importing it."""
+    code = "import sys, docker_registry_wsgi.streams, docker_registry_wsgi.app; print('gunicorn' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+# -- content codings on bodies the registry parses -------------------------------------------------------
+
+
+@pytest.mark.parametrize("coding", ["gzip", "br", "identity, gzip", "deflate"])
+def test_content_coded_small_body_is_415_before_reading(coding: str) -> None:
+    """RFC 9110 15.5.16 and 12.5.3: a content-coded manifest would be stored and digested coded;
+    415 with ``Accept-Encoding: identity``, and the body is not read."""
+    req = request(b"\x1f\x8b...", content_length=5)
+    req.environ["HTTP_CONTENT_ENCODING"] = coding
+    with pytest.raises(ContentCodingUnsupported) as info:
+        read_small_body(req, 100, ManifestTooLarge, ManifestInvalid)
+    assert (info.value.status, info.value.code) == (415, "UNSUPPORTED")
+    assert info.value.headers == {"Accept-Encoding": "identity"}
+    assert req.environ["wsgi.input"].tell() == 0
+
+
+@pytest.mark.parametrize("coding", ["identity", "", " Identity "])
+def test_identity_content_coding_is_no_coding(coding: str) -> None:
+    """RFC 9110 8.4.1: ``identity`` means no coding."""
+    req = request(b"{}", content_length=2)
+    req.environ["HTTP_CONTENT_ENCODING"] = coding
+    assert read_small_body(req, 100) == b"{}"
 
 
 # -- BoundedReader ----------------------------------------------------------------------------------

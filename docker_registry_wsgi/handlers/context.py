@@ -11,11 +11,12 @@ from urllib.parse import quote, urlencode
 from werkzeug.wrappers import Request
 
 from ..content import Page, RegistryContent
-from ..errors import Unsupported
+from ..errors import PaginationNumberInvalid
 from ..responses import Reply
 from ..routes import RouteTable
 
 _DEFAULT_PORTS = {"http": ":80", "https": ":443"}
+_MAX_N_DIGITS = 9
 
 __all__ = ["Context", "Handler", "respond", "json_response", "pagination", "next_link"]
 
@@ -78,15 +79,20 @@ def json_response(ctx: Context, document: Any, headers: Mapping[str, str] | None
 
 
 def pagination(ctx: Context) -> tuple[int | None, str | None]:
-    """The ``n`` and ``last`` query parameters of a listing (spec "Listing Tags")."""
+    """The ``n`` and ``last`` query parameters of a listing (spec "Listing Tags").
+
+    ``n`` is ASCII digits only (``str.isdigit`` also takes ``²`` and ``①``, which ``int`` refuses)
+    and at most 999,999,999; anything else is PAGINATION_NUMBER_INVALID (docker API, "Catalog").
+    """
     if not ctx.request.environ.get("QUERY_STRING"):
         return None, None
     raw_n = ctx.request.args.get("n")
     last = ctx.request.args.get("last") or None
     if raw_n is None or raw_n == "":
         return None, last
-    if not raw_n.isdigit() or len(raw_n) > 9:
-        raise Unsupported({"n": raw_n[:20]}, message="n must be a non-negative integer")
+    if not (raw_n.isascii() and raw_n.isdigit()) or len(raw_n.lstrip("0")) > _MAX_N_DIGITS:
+        raise PaginationNumberInvalid({"n": raw_n[:20]},
+                                      message="n must be a non-negative integer below 10^9")
     return int(raw_n), last
 
 

@@ -6,7 +6,7 @@ from ..responses import Reply
 
 from ..content import StoredManifest
 from ..digests import Digest
-from ..errors import ManifestTooLarge, ManifestUnknown
+from ..errors import ManifestInvalid, ManifestTooLarge, ManifestUnknown
 from ..manifests import MANIFEST_TYPES
 from ..references import parse_reference, parse_tag
 from ..streams import read_small_body
@@ -58,7 +58,9 @@ def put_manifest(ctx: Context) -> Reply:
     name = ctx.params["name"]
     reference = parse_reference(ctx.params["reference"])
     tags = [parse_tag(t) for t in ctx.request.args.getlist("tag")] if isinstance(reference, Digest) else []
-    body = read_small_body(ctx.request, ctx.content.max_manifest_size, ManifestTooLarge)
+    # A body that breaks off is a manifest that did not arrive whole: MANIFEST_INVALID, the
+    # error the spec lists for this endpoint (BLOB_UPLOAD_INVALID would name a blob session).
+    body = read_small_body(ctx.request, ctx.content.max_manifest_size, ManifestTooLarge, ManifestInvalid)
     digest, manifest = ctx.content.put_manifest(
         name, reference, body, ctx.request.headers.get("Content-Type"), tags
     )

@@ -40,6 +40,7 @@ __all__ = [
     "RegistryClient",
     "RawResponse",
     "raw_call",
+    "FailingInput",
 ]
 
 API_VERSION = ("Docker-Distribution-API-Version", "registry/2.0")
@@ -268,6 +269,21 @@ class RawResponse:
         return self.json()["errors"][0]["code"]
 
 
+class FailingInput:
+    """A ``wsgi.input`` that gives ``good`` and then raises ``error``, as a server's input stream
+    does on a malformed or truncated body (for :func:`raw_call`'s ``wsgi_input``)."""
+
+    def __init__(self, good: bytes, error: BaseException) -> None:
+        self._good = io.BytesIO(good)
+        self._error = error
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._good.read(size)
+        if not data and size != 0:
+            raise self._error
+        return data
+
+
 def raw_call(
     app: Any,
     method: str,
@@ -280,12 +296,14 @@ def raw_call(
     content_length: int | None | str = "auto",
     chunked: bool = False,
     input_terminated: bool | None = None,
+    wsgi_input: Any = None,
 ) -> RawResponse:
     """Call a WSGI app with an environ built by hand, the way a server would build it.
 
     ``path`` becomes ``PATH_INFO`` verbatim (already percent-decoded, as servers pass it).
     ``chunked`` sends the body with ``Transfer-Encoding: chunked`` and no ``CONTENT_LENGTH`` and
     sets ``wsgi.input_terminated`` as gunicorn does; ``content_length`` may disagree with the body.
+    ``wsgi_input`` replaces the body's stream (one that fails as a server's does, say).
     """
     environ: dict[str, Any] = {
         "REQUEST_METHOD": method,
@@ -298,7 +316,7 @@ def raw_call(
         "HTTP_HOST": "localhost",
         "wsgi.version": (1, 0),
         "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(body),
+        "wsgi.input": io.BytesIO(body) if wsgi_input is None else wsgi_input,
         "wsgi.errors": io.StringIO(),
         "wsgi.multithread": False,
         "wsgi.multiprocess": False,

@@ -355,11 +355,57 @@ def test_end_7a_size_cap_exact_and_chunked() -> None:
     assert response.status == 201, response.body
 
 
-def test_end_7a_short_manifest_body_is_4xx(registry: Registry) -> None:
+def test_end_7a_short_manifest_body_is_manifest_invalid(registry: Registry) -> None:
+    """A manifest body that ends before its Content-Length did not arrive whole: 400
+    MANIFEST_INVALID (the code the spec lists for end-7), not the blob upload's code."""
     body = _manifest()
     response = raw_call(registry, "PUT", "/v2/lib/app/manifests/v1", body[:20],
                         {"Content-Type": OCI_MANIFEST}, content_length=len(body))
-    assert 400 <= response.status < 500
+    assert response.status == 400 and response.error_code == "MANIFEST_INVALID", response.body
+
+
+def _with_layer_size(size: bytes) -> bytes:
+    body = _manifest()
+    layer_size = b'"size":%d' % len(LAYER)
+    assert body.count(layer_size) == 1
+    return body.replace(layer_size, b'"size":' + size)
+
+
+#: Manifests that parse (Python's json took each) but are not valid: each was stored as sent.
+PARSES_BUT_INVALID = {
+    "utf-16": _manifest().decode().encode("utf-16"),
+    "utf-16-le-no-bom": _manifest().decode().encode("utf-16-le"),
+    "utf-32": _manifest().decode().encode("utf-32"),
+    "utf-8-bom": b"\xef\xbb\xbf" + _manifest(),
+    "nan-size": _with_layer_size(b"NaN"),
+    "infinity-size": _with_layer_size(b"Infinity"),
+    "float-size": _with_layer_size(b"1.5"),
+    "integral-float-size": _with_layer_size(b"%d.0" % len(LAYER)),
+    "size-beyond-int64": _with_layer_size(b"%d" % 2**63),
+    "negative-size": _with_layer_size(b"-1"),
+    "true-size": _with_layer_size(b"true"),
+    "schema-version-2.0": _manifest().replace(b'"schemaVersion":2', b'"schemaVersion":2.0'),
+    "schema-version-true": _manifest().replace(b'"schemaVersion":2', b'"schemaVersion":true'),
+    "duplicate-key": _manifest().replace(b'"schemaVersion":2', b'"schemaVersion":2,"schemaVersion":2'),
+    "duplicate-layers": _manifest().replace(b'"layers":', b'"layers":[],"layers":'),
+    "annotation-not-string": _manifest(annotations={"a": 1}),
+    "annotations-list": _manifest(annotations=[]),
+    "lone-surrogate": _manifest(annotations={"a": "@"}).replace(b"@", b"\\udc00"),
+}
+
+
+@pytest.mark.parametrize("body", list(PARSES_BUT_INVALID.values()), ids=list(PARSES_BUT_INVALID))
+def test_end_7a_manifest_that_parses_but_is_invalid_400_nothing_stored(
+    client: RegistryClient, app: webtest.TestApp, blobs: None, body: bytes
+) -> None:
+    """oci-image-spec-manifest.md and descriptor.md (``schemaVersion`` *int*, ``size`` *int64*,
+    string-string annotations), RFC 8259 8.1 and RFC 7493 (UTF-8 I-JSON): MANIFEST_INVALID, and
+    neither the tag nor the digest is stored."""
+    response = client.put_manifest("lib/app", "v1", body, OCI_MANIFEST, status="*")
+    assert_error(response, 400, "MANIFEST_INVALID")
+    assert_error(app.get("/v2/lib/app/manifests/v1", status=404), 404, "MANIFEST_UNKNOWN")
+    assert_error(app.get(f"/v2/lib/app/manifests/{sha256(body)}", status=404), 404, "MANIFEST_UNKNOWN")
+    assert json.loads(app.get("/v2/lib/app/tags/list").body)["tags"] == []
 
 
 # -- subject and ?tag= -------------------------------------------------------------------------

@@ -1,4 +1,6 @@
-"""``/v2/<name>/tags/list``: oci-distribution-spec.md "Listing Tags" (end-8a, end-8b)."""
+"""``/v2/<name>/tags/list``: oci-distribution-spec.md "Listing Tags" (end-8a, end-8b); an ``n``
+that is not a count is 400 PAGINATION_NUMBER_INVALID (docker-registry-http-api-v2.md "Listing Image
+Tags", "On Failure: Invalid pagination number")."""
 
 from __future__ import annotations
 
@@ -6,6 +8,11 @@ import json
 
 import pytest
 import webtest
+from hypothesis import example, given, strategies as st
+
+from docker_registry_wsgi import Registry
+from docker_registry_wsgi.storage import MemoryStorage
+from tests.unit_fixtures import FAST
 
 from . import RegistryClient, assert_api_version, assert_error, next_link, path_of
 
@@ -97,6 +104,32 @@ def test_end_8b_n_larger_than_count_has_no_link(app: webtest.TestApp, tagged: li
     assert "Link" not in response.headers
 
 
-@pytest.mark.parametrize("n", ["-1", "abc", "1e3", "9" * 30, "0x10"])
+@pytest.mark.parametrize("n", ["-1", "abc", "1e3", "9" * 30, "0x10", "+1", "1.0", "²", "①", "１", "٣"])
 def test_end_8b_invalid_n_400(app: webtest.TestApp, tagged: list[str], n: str) -> None:
-    assert_error(app.get(f"/v2/lib/app/tags/list?n={n}", status=400), 400)
+    """``n`` is an integer (spec "Listing Tags"); anything else, ``str.isdigit`` digits that are
+    not ASCII included (``²`` was a 500), is 400 PAGINATION_NUMBER_INVALID."""
+    error = assert_error(app.get("/v2/lib/app/tags/list", {"n": n}, status=400), 400,
+                         "PAGINATION_NUMBER_INVALID")
+    assert error["detail"] == {"n": n[:20]}
+
+
+@FAST
+@given(n=st.text(max_size=12) | st.text(st.characters(categories=["Nd", "No", "Nl"]), min_size=1, max_size=4),
+       last=st.none() | st.text(max_size=12))
+@example(n="²", last=None)
+@example(n="①", last="v1")
+@example(n="0000000000001", last=None)
+def test_end_8b_never_500_for_any_n_or_last(n: str, last: str | None) -> None:
+    """Any unicode ``n``/``last``: the tag list, or 400 PAGINATION_NUMBER_INVALID exactly when
+    ``n`` is not ASCII digits (at most 9 significant); never a 500."""
+    app = webtest.TestApp(Registry(storage=MemoryStorage()))
+    client = RegistryClient(app)
+    image = client.push_image("lib/app", "v1")
+    params = {"n": n} if last is None else {"n": n, "last": last}
+    response = app.get("/v2/lib/app/tags/list", params, expect_errors=True)
+    if n == "" or (all(c in "0123456789" for c in n) and len(n.lstrip("0")) <= 9):
+        assert response.status_int == 200, response.body
+        expected = ["v1"] if (last is None or last < "v1") and (n == "" or int(n) > 0) else []
+        assert json.loads(response.body) == {"name": image.name, "tags": expected}
+    else:
+        assert_error(response, 400, "PAGINATION_NUMBER_INVALID")
