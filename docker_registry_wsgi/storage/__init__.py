@@ -11,6 +11,7 @@ from .base import (
     UploadConflict,
     UploadInfo,
     UploadState,
+    VersionConflict,
     check_key,
     check_upload_id,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "UploadConflict",
     "UploadInfo",
     "UploadState",
+    "VersionConflict",
     "check_key",
     "check_upload_id",
 ]

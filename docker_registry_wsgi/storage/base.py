@@ -15,6 +15,8 @@ interleavings):
 
 * **One key.** :meth:`Storage.write` is atomic: a reader sees the old bytes or the new ones.
   With ``if_absent=True`` it never replaces an existing object, whatever runs beside it.
+  :meth:`Storage.swap` replaces an object only if it still has the version the caller read
+  (compare-and-swap), so of several writers that read one version, one wins.
 * **One upload.** Every recorded state of an upload has a *version* naming exactly its bytes,
   and the caller's record (``meta``, e.g. the running hash) is stored in the same step as the
   bytes it describes, so the two cannot disagree. A write or commit names the version it
@@ -45,6 +47,7 @@ __all__ = [
     "KeyNotFound",
     "InvalidKey",
     "UploadConflict",
+    "VersionConflict",
     "check_key",
     "check_upload_id",
 ]
@@ -66,7 +69,11 @@ class InvalidKey(StorageError, ValueError):
     """The key is not of the protocol's form; raised before any I/O."""
 
 
-class UploadConflict(StorageError):
+class VersionConflict(StorageError):
+    """The object is not at the version the caller named (or exists, or does not); nothing changed."""
+
+
+class UploadConflict(VersionConflict):
     """The upload is not at the version the caller named, or another request holds it now.
 
     Nothing was recorded; the upload's current state is unchanged by this call.
@@ -152,6 +159,22 @@ class Storage(ABC):
         """Create or replace a small object atomically: readers see the old or the new bytes.
 
         With ``if_absent``, an existing object is kept as it is. Return whether ``data`` was written.
+        """
+
+    @abstractmethod
+    def read_versioned(self, key: str) -> tuple[bytes, str]:
+        """A small object's content and its version, for :meth:`swap`; :class:`KeyNotFound` if missing.
+
+        The version identifies the content: two writes of equal bytes may share one, so put a
+        unique token in the content where telling them apart matters.
+        """
+
+    @abstractmethod
+    def swap(self, key: str, data: bytes, version: str | None) -> str:
+        """Write ``data`` only if the object is at ``version`` (``None``: only if it is absent).
+
+        Atomic against every other :meth:`swap` of the key, on every process and host; returns
+        the new version. :class:`VersionConflict` if the object is not at ``version``.
         """
 
     @abstractmethod

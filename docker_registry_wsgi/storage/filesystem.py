@@ -27,6 +27,7 @@ import base64
 import ctypes
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import secrets
@@ -46,6 +47,7 @@ from .base import (
     UploadConflict,
     UploadInfo,
     UploadState,
+    VersionConflict,
     check_key,
     check_upload_id,
 )
@@ -104,6 +106,31 @@ class FilesystemStorage(Storage):
                     os.replace(tmp, path)
                 self._sync_folder(os.path.dirname(path))
                 return True
+            finally:
+                _unlink(tmp)
+
+    def read_versioned(self, key: str) -> tuple[bytes, str]:
+        data = self.read(key)
+        return data, _version(data)
+
+    def swap(self, key: str, data: bytes, version: str | None) -> str:
+        path = self._path(key)
+        with _os_errors():
+            tmp = self._temporary(data)
+            try:
+                self._make_folder(os.path.dirname(path))
+                if version is None:
+                    try:
+                        os.link(tmp, path)
+                    except FileExistsError:
+                        raise VersionConflict(f"{key} exists") from None
+                else:
+                    with _locked(path, key) as current:
+                        if _version(current.read()) != version:
+                            raise VersionConflict(f"{key} is not at version {version}")
+                        os.rename(tmp, path)
+                self._sync_folder(os.path.dirname(path))
+                return _version(bytes(data))
             finally:
                 _unlink(tmp)
 
@@ -398,6 +425,36 @@ class _Prefix:
 
     def close(self) -> None:
         self._reader.close()
+
+
+def _version(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+@contextmanager
+def _locked(path: str, key: str) -> Iterator[BinaryIO]:
+    """The object at ``path`` opened and held with an exclusive ``flock``, for a compare-and-swap.
+
+    Every swap replaces the file by a rename, so one that waited for the lock may now hold a
+    file that is no longer the object: it opens the new one and waits again.
+    """
+    while True:
+        try:
+            f = open(path, "r+b")
+        except (FileNotFoundError, NotADirectoryError):
+            raise VersionConflict(f"{key} does not exist") from None
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            try:
+                current = os.stat(path)
+            except FileNotFoundError:
+                raise VersionConflict(f"{key} does not exist") from None
+            opened = os.fstat(f.fileno())
+            if (current.st_ino, current.st_dev) == (opened.st_ino, opened.st_dev):
+                yield f
+                return
+        finally:
+            f.close()
 
 
 def _is_upload_id(name: str) -> bool:

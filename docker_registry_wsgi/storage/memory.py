@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import secrets
 import threading
@@ -16,6 +17,7 @@ from .base import (
     Storage,
     UploadConflict,
     UploadInfo,
+    VersionConflict,
     UploadState,
     check_key,
     check_upload_id,
@@ -61,6 +63,20 @@ class MemoryStorage(Storage):
                 return False
             self._objects[key] = value
         return True
+
+    def read_versioned(self, key: str) -> tuple[bytes, str]:
+        data = self.read(key)
+        return data, _version(data)
+
+    def swap(self, key: str, data: bytes, version: str | None) -> str:
+        check_key(key)
+        value = bytes(data)
+        with self._lock:
+            current = self._objects.get(key)
+            if (None if current is None else _version(current)) != version:
+                raise VersionConflict(f"{key} is not at version {version}")
+            self._objects[key] = value
+        return _version(value)
 
     def size(self, key: str) -> int:
         return len(self.read(key))
@@ -182,3 +198,7 @@ class MemoryStorage(Storage):
             for upload_id in stale:
                 del self._uploads[upload_id]
         return sorted(stale)
+
+
+def _version(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:32]

@@ -50,6 +50,7 @@ from .base import (
     UploadConflict,
     UploadInfo,
     UploadState,
+    VersionConflict,
     check_key,
     check_upload_id,
 )
@@ -300,6 +301,32 @@ class S3Storage(Storage):
                 return False
             raise
         return True
+
+    def read_versioned(self, key: str) -> tuple[bytes, str]:
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=self._key(key))
+        except Exception as exc:
+            raise _not_found(exc, key) from None
+        with response["Body"] as body:
+            return body.read(), str(response["ETag"])
+
+    def swap(self, key: str, data: bytes, version: str | None) -> str:
+        s3_key = self._key(key)
+        condition = {"IfMatch": version} if version is not None else {"IfNoneMatch": "*"}
+        try:
+            response = self.client.put_object(Bucket=self.bucket, Key=s3_key, Body=bytes(data), **condition)
+        except Exception as exc:
+            if _code(exc) not in _PRECONDITION and _code(exc) not in _MISSING:
+                raise
+            # A retried request whose first attempt was recorded fails its own condition.
+            try:
+                current, current_version = self.read_versioned(key)
+            except KeyNotFound:
+                raise VersionConflict(f"{key} does not exist") from None
+            if current == bytes(data):
+                return current_version
+            raise VersionConflict(f"{key} is not at version {version}") from None
+        return str(response["ETag"])
 
     def size(self, key: str) -> int:
         return self._head(self._key(key), key)

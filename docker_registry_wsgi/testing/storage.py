@@ -43,6 +43,7 @@ from ..storage.base import (
     Storage,
     UploadConflict,
     UploadState,
+    VersionConflict,
     check_key,
 )
 
@@ -341,6 +342,61 @@ class StorageSuite:
             created = list(pool.map(create, range(self.threads)))
         assert created.count(True) == 1
         assert storage.read(key) == f"writer {created.index(True)}".encode()
+
+    # -- compare-and-swap ---------------------------------------------------------------------
+
+    def test_swap_creates_only_if_absent(self, storage: Storage, ns: str) -> None:
+        version = storage.swap(ns + "record", b"first", None)
+        assert storage.read_versioned(ns + "record") == (b"first", version)
+        with pytest.raises(VersionConflict):
+            storage.swap(ns + "record", b"second", None)
+        assert storage.read(ns + "record") == b"first"
+
+    def test_swap_replaces_only_at_its_version(self, storage: Storage, ns: str) -> None:
+        first = storage.swap(ns + "record", b"first", None)
+        second = storage.swap(ns + "record", b"second", first)
+        assert second != first
+        with pytest.raises(VersionConflict):
+            storage.swap(ns + "record", b"stale writer", first)
+        assert storage.read_versioned(ns + "record") == (b"second", second)
+        storage.delete(ns + "record")
+        with pytest.raises(VersionConflict):
+            storage.swap(ns + "record", b"after delete", second)
+        with pytest.raises(KeyNotFound):
+            storage.read_versioned(ns + "record")
+
+    def test_swap_version_follows_plain_writes(self, storage: Storage, ns: str) -> None:
+        storage.write(ns + "record", b"written")
+        _, version = storage.read_versioned(ns + "record")
+        storage.write(ns + "record", b"written again")
+        with pytest.raises(VersionConflict):
+            storage.swap(ns + "record", b"swap", version)
+        _, version = storage.read_versioned(ns + "record")
+        storage.swap(ns + "record", b"swap", version)
+        assert storage.read(ns + "record") == b"swap"
+
+    def test_concurrent_swaps_from_one_version_have_one_winner(self, storage: Storage, ns: str) -> None:
+        """Any interleaving: of writers that read one version, exactly one swaps."""
+        start = storage.swap(ns + "record", b"start", None)
+
+        def swap(i: int) -> bool:
+            try:
+                storage.swap(ns + "record", f"writer {i}".encode(), start)
+            except VersionConflict:
+                return False
+            return True
+
+        with ThreadPoolExecutor(self.threads) as pool:
+            won = list(pool.map(swap, range(self.threads)))
+        assert won.count(True) == 1
+        assert storage.read(ns + "record") == f"writer {won.index(True)}".encode()
+
+    def test_hostile_keys_cannot_swap(self, storage: Storage) -> None:
+        for key in HOSTILE_KEYS:
+            with pytest.raises(InvalidKey):
+                storage.swap(key, b"x", None)
+            with pytest.raises(InvalidKey):
+                storage.read_versioned(key)
 
     def test_write_accepts_bytes_like(self, storage: Storage, ns: str) -> None:
         storage.write(ns + "ba", bytearray(b"array"))

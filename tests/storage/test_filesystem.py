@@ -18,6 +18,7 @@ from docker_registry_wsgi.storage import (
     StorageFull,
     StorageUnavailable,
     UploadConflict,
+    VersionConflict,
 )
 from docker_registry_wsgi.testing import StorageSuite
 from docker_registry_wsgi.testing.storage import HOSTILE_KEYS, meta, new_upload_id, payload
@@ -220,3 +221,41 @@ def test_read_only_disk_is_unavailable(small_disk: Path) -> None:
     state = storage.write_upload(upload_id, state.version, [b"d"], meta("d"))
     storage.commit_upload(upload_id, state.version, "blobs/y")
     assert storage.read("blobs/y") == b"abcd"
+
+
+def test_swap_that_waited_for_a_replaced_file_sees_the_new_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A swap waits for the lock on the file it opened; another swap meanwhile renamed a new
+    file into place: after locking, it finds its file is no longer the object, and compares
+    against the new content instead (a conflict), never writing over a newer version."""
+    storage = FilesystemStorage(tmp_path, fsync=False)
+    version = storage.swap("gc/record", b"old", None)
+    path = storage.file_path("gc/record")
+    holder = open(path, "r+b")
+    fcntl.flock(holder.fileno(), fcntl.LOCK_EX)
+    real_flock = fcntl.flock
+    waiting = threading.Event()
+
+    def noting_flock(fd: int, operation: int) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            waiting.set()
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", noting_flock)
+    outcome: list[BaseException | str] = []
+
+    def swap() -> None:
+        try:
+            outcome.append(storage.swap("gc/record", b"from the waiter", version))
+        except BaseException as exc:  # noqa: BLE001
+            outcome.append(exc)
+
+    thread = threading.Thread(target=swap)
+    thread.start()
+    assert waiting.wait(30)
+    replacement = tmp_path / "replacement"
+    replacement.write_bytes(b"newer")
+    os.rename(replacement, path)  # what a swap that won does
+    holder.close()  # releases the old file's lock
+    thread.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], VersionConflict), outcome
+    assert Path(path).read_bytes() == b"newer"
