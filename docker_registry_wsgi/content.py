@@ -10,7 +10,7 @@ Layout of the keys (all below the storage's root)::
     blobs/<alg>/<hex[:2]>/<hex>                          blob bytes, shared by all repositories
     repositories/<name>/_layers/<alg>/<hex>              link: the blob is in this repository
     repositories/<name>/_manifests/revisions/<alg>/<hex> link to a manifest: {"mediaType", "size", ...}
-    repositories/<name>/_manifests/tags/<tag>            {"digest", "mediaType", "size"} of the tagged manifest
+    repositories/<name>/_manifests/tags/<tag>            {"digest", "mediaType", "size", "pushed"} of the tagged manifest
     repositories/<name>/_referrers/<alg>/<hex>/<alg>:<hex>  descriptor of a manifest whose subject is <alg>:<hex>
     catalog/<name with "/" as "+">                       the repository exists
 
@@ -469,7 +469,8 @@ class RegistryContent:
         self._register(name)
         referrer = self._add_referrer(name, digest, manifest, len(body))
         tag_doc = json.dumps(
-            {"digest": str(digest), "mediaType": manifest.media_type, "size": len(body)}
+            {"digest": str(digest), "mediaType": manifest.media_type, "size": len(body),
+             "pushed": time.time()}
         ).encode()
         tagged = ([reference] if isinstance(reference, str) else []) + list(tags)
         for tag in tagged:
