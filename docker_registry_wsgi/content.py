@@ -43,6 +43,7 @@ from .errors import (
 )
 from .manifests import Manifest, parse_manifest
 from .references import Reference
+from .usage import UsageRecords
 from .storage.base import (
     BlobReader,
     KeyNotFound,
@@ -173,9 +174,12 @@ class _Hashing:
 class RegistryContent:
     """The registry's content over one storage backend. Stateless apart from the storage."""
 
-    def __init__(self, storage: Storage, *, max_manifest_size: int = 4 * 1024 * 1024) -> None:
+    def __init__(self, storage: Storage, *, max_manifest_size: int = 4 * 1024 * 1024,
+                 usage: UsageRecords | None = None) -> None:
         self.storage = storage
         self.max_manifest_size = max_manifest_size
+        #: When each digest was last relied on; garbage collection spares what was touched.
+        self.usage = usage if usage is not None else UsageRecords(storage)
 
     # -- repositories ---------------------------------------------------------------------------
 
@@ -206,11 +210,19 @@ class RegistryContent:
     def blob_key(self, digest: Digest) -> str:
         return _blob_key(digest)
 
-    def stat_blob(self, name: str, digest: Digest) -> int:
-        """The size of a blob linked into ``name``; :class:`BlobUnknown` otherwise."""
+    def stat_blob(self, name: str, digest: Digest, *, touch: bool = False) -> int:
+        """The size of a blob linked into ``name``; :class:`BlobUnknown` otherwise.
+
+        With ``touch`` (a client's ``HEAD``, which may then skip uploading it), the blob is
+        recorded as used, so garbage collection spares it for the grace period.
+        """
         try:
             self.storage.size(_layer_key(name, digest))
-            return self.storage.size(_blob_key(digest))
+            size = self.storage.size(_blob_key(digest))
+            if touch:
+                self.usage.touch(digest)
+                self.storage.size(_layer_key(name, digest))  # still there once touched
+            return size
         except KeyNotFound:
             raise BlobUnknown({"digest": str(digest)}) from None
 
@@ -232,6 +244,9 @@ class RegistryContent:
         if source is not None and not self._exists(_layer_key(source, digest)):
             return False
         if not self._exists(_blob_key(digest)):
+            return False
+        self.usage.touch(digest)
+        if not self._exists(_blob_key(digest)):  # collected before our touch
             return False
         self._link_blob(name, digest)
         return True
@@ -321,6 +336,9 @@ class RegistryContent:
         if actual != digest:
             self._drop(upload)
             raise DigestInvalid({"expected": str(digest), "actual": str(actual)})
+        # Touch first: if a collector is sweeping an earlier copy of these bytes, the commit
+        # waits for it and then creates the blob afresh instead of keeping a doomed one.
+        self.usage.touch(digest)
         try:
             self.storage.commit_upload(upload.id, upload.version, _blob_key(digest))
         except KeyNotFound:
@@ -417,15 +435,21 @@ class RegistryContent:
             return reference
         return self._resolve_tag(name, reference).digest
 
-    def stat_manifest(self, name: str, reference: Reference) -> StoredManifest:
+    def stat_manifest(self, name: str, reference: Reference, *, touch: bool = False) -> StoredManifest:
         """Digest, media type and size of a manifest, without reading it.
 
         A tag carries them itself (a manifest never changes, and deleting it deletes its tags).
+        With ``touch`` (a client's ``HEAD`` by digest, which may then push an index naming it),
+        the manifest is recorded as used, so garbage collection spares it for the grace period.
         """
         if isinstance(reference, str):
             return self._resolve_tag(name, reference)
+        key = _revision_key(name, reference)
         try:
-            link = json.loads(self.storage.read(_revision_key(name, reference)))
+            link = json.loads(self.storage.read(key))
+            if touch:
+                self.usage.touch(reference)
+                self.storage.size(key)  # still there once touched
         except KeyNotFound:
             raise ManifestUnknown({"digest": str(reference)}) from None
         return StoredManifest(reference, link["mediaType"], link["size"])
@@ -449,15 +473,14 @@ class RegistryContent:
                                     message="manifest digest does not match the reference")
         else:
             digest = digest_bytes(body)
-        missing = [
-            str(d.digest) for d in manifest.required_blobs()
-            if not self._exists(_layer_key(name, d.digest))
-        ] + [
-            str(d.digest) for d in manifest.children
-            if not self._exists(_revision_key(name, d.digest))
-        ]
-        if missing:
-            raise ManifestBlobUnknown({"digests": missing[:20]})
+        self._check_references(name, manifest)
+        # What the manifest refers to, and its own bytes, are used from now on: touched before
+        # relying on them, then checked again (a collector may have swept them in between).
+        for reference_digest in {d.digest for d in manifest.required_blobs()} | {
+            d.digest for d in manifest.children
+        } | {digest}:
+            self.usage.touch(reference_digest)
+        self._check_references(name, manifest)
         # A manifest is kept with the blobs (content-addressed, never replaced) but linked only
         # as a revision: it is not a layer, so deleting it leaves no path that serves it.
         self.storage.write(_blob_key(digest), body, if_absent=True)
@@ -482,6 +505,18 @@ class RegistryContent:
             if referrer:
                 self.storage.delete(referrer)
         return digest, manifest
+
+    def _check_references(self, name: str, manifest: Manifest) -> None:
+        """:class:`ManifestBlobUnknown` unless every blob and child the manifest names is in ``name``."""
+        missing = [
+            str(d.digest) for d in manifest.required_blobs()
+            if not self._exists(_layer_key(name, d.digest))
+        ] + [
+            str(d.digest) for d in manifest.children
+            if not self._exists(_revision_key(name, d.digest))
+        ]
+        if missing:
+            raise ManifestBlobUnknown({"digests": missing[:20]})
 
     def _add_referrer(self, name: str, digest: Digest, manifest: Manifest, size: int) -> str | None:
         """Index a manifest under its ``subject`` (spec "Listing Referrers"); the key written."""

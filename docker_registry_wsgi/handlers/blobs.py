@@ -16,7 +16,7 @@ def get_blob(ctx: Context) -> Reply:
     """200 with the blob (206 for a satisfiable ``Range``), or a 307 to the storage's own URL."""
     digest = parse_digest(ctx.params["digest"])
     name = ctx.params["name"]
-    size = ctx.content.stat_blob(name, digest)
+    size = ctx.content.stat_blob(name, digest, touch=ctx.head)
     headers = {
         "Docker-Content-Digest": str(digest),
         "ETag": f'"{digest}"',

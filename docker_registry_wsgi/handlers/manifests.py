@@ -34,7 +34,7 @@ def get_manifest(ctx: Context) -> Reply:
     name = ctx.params["name"]
     reference = parse_reference(ctx.params["reference"])
     if ctx.head:
-        stored = ctx.content.stat_manifest(name, reference)
+        stored = ctx.content.stat_manifest(name, reference, touch=True)
     else:
         stored = ctx.content.get_manifest(name, reference)
     if not _acceptable(ctx, stored):

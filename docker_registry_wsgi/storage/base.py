@@ -200,6 +200,17 @@ class Storage(ABC):
         A missing prefix yields nothing.
         """
 
+    def list_sizes(self, prefix: str) -> Iterator[tuple[str, int]]:
+        """Like :meth:`list`, with each object's size, in any order.
+
+        Backends that list sizes for free (a directory scan, an S3 listing) override it.
+        """
+        for key in self.list(prefix):
+            try:
+                yield key, self.size(prefix + key)
+            except KeyNotFound:
+                continue  # deleted while we listed
+
     # -- uploads ------------------------------------------------------------------------------
 
     @abstractmethod

@@ -200,6 +200,32 @@ class FilesystemStorage(Storage):
             return keys
         return (key for key in keys if key > start_after)
 
+    def list_sizes(self, prefix: str) -> Iterator[tuple[str, int]]:
+        top = self._path(prefix.rstrip("/")) if prefix.strip("/") else self.root
+        for key, size in self._walk_sizes(top, ""):
+            yield key, size
+
+    def _walk_sizes(self, folder: str, relative: str) -> Iterator[tuple[str, int]]:
+        """Regular files below ``folder`` with their sizes, from one ``scandir`` pass per folder."""
+        try:
+            with os.scandir(folder) as scan:
+                entries = sorted(
+                    (entry.name + "/" if entry.is_dir(follow_symlinks=False) else entry.name, entry)
+                    for entry in scan
+                    if entry.name[0] != "~"
+                    and (entry.is_dir(follow_symlinks=False) or entry.is_file(follow_symlinks=False))
+                )
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for name, entry in entries:
+            if name.endswith("/"):
+                yield from self._walk_sizes(entry.path, relative + name)
+                continue
+            try:
+                yield relative + name, entry.stat(follow_symlinks=False).st_size
+            except FileNotFoundError:
+                continue
+
     def _walk(self, folder: str, relative: str) -> Iterator[str]:
         """Regular files below ``folder`` as keys, in key order."""
         try:

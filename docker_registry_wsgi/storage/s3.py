@@ -368,6 +368,18 @@ class S3Storage(Storage):
             check_key(prefix[:-1])
         return self._walk(self.prefix + prefix, "", start_after)
 
+    def list_sizes(self, prefix: str) -> Iterator[tuple[str, int]]:
+        if prefix:
+            if not prefix.endswith("/"):
+                raise ValueError("list_sizes() prefix must end in '/'")
+            check_key(prefix[:-1])
+        top = self.prefix + prefix
+        for item in self._objects(top):
+            key = item["Key"][len(top) :]
+            if not prefix and key.startswith(_UPLOADS):
+                continue
+            yield key, int(item["Size"])
+
     def _walk(self, level: str, relative: str, start_after: str | None) -> Iterator[str]:
         """Keys below ``level`` (an S3 prefix), in byte order, one delimited level at a time.
 

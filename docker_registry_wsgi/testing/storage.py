@@ -589,6 +589,14 @@ class StorageSuite:
             storage.delete(ns + key)
         assert list(storage.list(ns, start_after=first[-1])) == ["k3", "k4", "k5"]
 
+    def test_list_sizes(self, storage: Storage, ns: str, part: int) -> None:
+        objects = {"a": b"", "b/c": b"12345", "b/d/e": payload(part + 3, seed=40)}
+        for key, data in objects.items():
+            storage.write(ns + key, data)
+        assert dict(storage.list_sizes(ns)) == {k: len(v) for k, v in objects.items()}
+        assert dict(storage.list_sizes(ns + "b/")) == {"c": 5, "d/e": part + 3}
+        assert list(storage.list_sizes(ns + "missing/")) == []
+
     def test_list_hides_uploads(self, storage: Storage, ns: str) -> None:
         upload_id, _ = self.started(storage, b"in progress")
         storage.write(ns + "visible", b"1")
