@@ -493,7 +493,7 @@ class RegistryContent:
         referrer = self._add_referrer(name, digest, manifest, len(body))
         tag_doc = json.dumps(
             {"digest": str(digest), "mediaType": manifest.media_type, "size": len(body),
-             "pushed": time.time()}
+             "pushed": self.usage.clock()}
         ).encode()
         tagged = ([reference] if isinstance(reference, str) else []) + list(tags)
         for tag in tagged:

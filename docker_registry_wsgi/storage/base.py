@@ -30,6 +30,7 @@ interleavings):
 
 from __future__ import annotations
 
+import builtins
 import re
 import time
 from abc import ABC, abstractmethod
@@ -266,7 +267,7 @@ class Storage(ABC):
     def list_uploads(self) -> Iterator[UploadInfo]:
         """Every upload, and every leftover the backend keeps for one, with its last activity."""
 
-    def purge_uploads(self, idle: float, *, now: float | None = None) -> list[str]:
+    def purge_uploads(self, idle: float, *, now: float | None = None) -> builtins.list[str]:
         """Drop the uploads (and leftovers) untouched for ``idle`` seconds; return their ids.
 
         An upload in use is skipped. Backends with temporary files of their own extend this.

@@ -23,6 +23,7 @@ returns, so after a power loss no link or tag can name an object whose rename wa
 
 from __future__ import annotations
 
+import builtins
 import base64
 import ctypes
 import errno
@@ -395,7 +396,7 @@ class FilesystemStorage(Storage):
                 latest[upload_id] = max(modified, latest.get(upload_id, 0.0))
         return iter([UploadInfo(i, latest[i]) for i in sorted(latest)])
 
-    def purge_uploads(self, idle: float, *, now: float | None = None) -> list[str]:
+    def purge_uploads(self, idle: float, *, now: float | None = None) -> builtins.list[str]:
         """Drop uploads idle for ``idle`` seconds (checked again under each one's lock) and
         temporary files as old, left by writes that never finished (a crash)."""
         cutoff = (time.time() if now is None else now) - idle

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import io
 import secrets
@@ -191,7 +192,7 @@ class MemoryStorage(Storage):
             infos = [UploadInfo(i, u.activity) for i, u in sorted(self._uploads.items())]
         return iter(infos)
 
-    def purge_uploads(self, idle: float, *, now: float | None = None) -> list[str]:
+    def purge_uploads(self, idle: float, *, now: float | None = None) -> builtins.list[str]:
         cutoff = (self._clock() if now is None else now) - idle
         with self._lock:
             stale = [i for i, u in self._uploads.items() if u.activity < cutoff and not u.busy]
