@@ -28,6 +28,7 @@ from .handlers.context import Context, Handler
 from .references import parse_name
 from .responses import Reply
 from .routes import REGISTRY_PREFIX, ROUTES, Method, Route, RouteTable, is_registry_path
+from .usage import DEFAULT_TOUCH_INTERVAL, UsageRecords
 from .storage.base import InvalidKey, Storage, StorageFull, StorageUnavailable
 
 __all__ = ["Registry"]
@@ -42,6 +43,8 @@ class Registry:
     :param storage: where blobs, manifests and upload state live (see :mod:`.storage`).
     :param auth: the auth hook (see :mod:`.auth`); default :class:`~.auth.AllowAll`.
     :param max_manifest_size: manifests larger than this are refused with 413.
+    :param touch_interval: how often (seconds) a blob in use has its usage record rewritten;
+        garbage collection's grace period must be longer (see docs/gc.rst).
     :param mount_without_from: let ``POST ?mount=<digest>`` without ``from`` link a blob found
         anywhere in the registry. A digest then grants access to a blob in a repository the
         caller may not pull, so the default is to allow it only when there is no auth hook.
@@ -54,11 +57,13 @@ class Registry:
         *,
         max_manifest_size: int = 4 * 1024 * 1024,
         mount_without_from: bool | None = None,
+        touch_interval: float = DEFAULT_TOUCH_INTERVAL,
         logger: logging.Logger | None = None,
     ) -> None:
         self.storage = storage
         self.auth: Auth = auth if auth is not None else AllowAll()
-        self.content = RegistryContent(storage, max_manifest_size=max_manifest_size)
+        self.content = RegistryContent(storage, max_manifest_size=max_manifest_size,
+                                       usage=UsageRecords(storage, touch_interval=touch_interval))
         self.routes = RouteTable(ROUTES)
         self.mount_without_from = (
             isinstance(self.auth, AllowAll) if mount_without_from is None else mount_without_from

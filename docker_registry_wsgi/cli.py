@@ -5,12 +5,17 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
+from pathlib import Path
 from typing import Sequence
 
 from . import __version__
 from .auth.config import ConfigError
 from .content import RegistryContent
+from .gc import DEFAULT_GRACE
 from .storage import config as storage_config
+from .storage.base import Storage
+from .usage import DEFAULT_TOUCH_INTERVAL, UsageRecords
 
 __all__ = ["main"]
 
@@ -40,7 +45,82 @@ def parser() -> argparse.ArgumentParser:
     purge.add_argument("--older-than", type=float, default=24.0, metavar="HOURS",
                        help="hours without activity (default 24)")
     storage_config.add_arguments(purge)
+    collect = commands.add_parser(
+        "gc", help="delete what no manifest needs (safe while the registry serves)",
+        description="Garbage collection: delete blobs and repository links no manifest refers "
+                    "to, untagged manifests when asked, and repositories left empty; anything "
+                    "touched (uploaded, linked, mounted, confirmed by HEAD) within the grace "
+                    "period stays. Safe while any number of registry processes serve the same "
+                    "storage. Uses the same storage options as serve.",
+    )
+    collect.add_argument("--dry-run", action="store_true",
+                         help="list what would go and how many bytes; change nothing")
+    collect.add_argument("--delete-untagged", action="store_true",
+                         help="also delete manifests no tag reaches (through indexes and referrers)")
+    collect.add_argument("--grace", type=float, default=DEFAULT_GRACE / 3600, metavar="HOURS",
+                         help=f"spare what was used this recently (default {DEFAULT_GRACE / 3600:g})")
+    collect.add_argument("--retention", metavar="FILE",
+                         help="retention rules (JSON or TOML): which tags to keep per repository")
+    collect.add_argument("--touch-interval", type=float, default=DEFAULT_TOUCH_INTERVAL,
+                         metavar="SECONDS",
+                         help="the registry's --touch-interval (default %(default)g); the grace "
+                              "period must be longer")
+    collect.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    storage_config.add_arguments(collect)
     return top
+
+
+def _existing_storage(args: argparse.Namespace) -> Storage:
+    """The storage the options name, refusing a filesystem root that holds no registry.
+
+    A mistyped ``--root`` must not quietly become a new, empty registry to collect or purge.
+    """
+    if args.storage == "filesystem":
+        root = Path(args.root)
+        if not root.is_dir() or not any((root / name).exists() for name in _REGISTRY_MARKERS):
+            raise ValueError(f"{root} holds no registry (no {', '.join(_REGISTRY_MARKERS)}); "
+                             "check --root")
+    return storage_config.build(args)
+
+
+_REGISTRY_MARKERS = ("blobs", "repositories", "catalog", "~uploads")
+
+
+class _Progress:
+    """Progress lines on stderr, at most one a second (and the last of each phase)."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet, self.last = quiet, 0.0
+
+    def __call__(self, phase: str, done: int, total: int, detail: str) -> None:
+        now = time.monotonic()
+        if self.quiet or (now - self.last < 1.0 and done != total):
+            return
+        self.last = now
+        print(f"gc: {phase} {done}/{total} {detail}", file=sys.stderr, flush=True)
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from .gc import Collector
+
+    retention = None
+    if args.retention:
+        from .retention import RetentionPolicy
+
+        retention = RetentionPolicy.load(args.retention)
+    storage = _existing_storage(args)
+    collector = Collector(storage, grace=args.grace * 3600, dry_run=args.dry_run,
+                          delete_untagged=args.delete_untagged, retention=retention,
+                          usage=UsageRecords(storage, touch_interval=args.touch_interval),
+                          progress=_Progress(args.quiet))
+    report = collector.run()
+    if args.dry_run:
+        for removal in report.removals:
+            print(f"would remove {removal}")
+    for error in report.errors:
+        print(f"gc: error: {error}", file=sys.stderr)
+    print(("dry run: " if args.dry_run else "gc: ") + report.summary())
+    return 1 if report.errors else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -51,8 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .server import serve
 
             serve(args)
+        elif args.command == "gc":
+            return _collect(args)
         elif args.command == "purge-uploads":
-            content = RegistryContent(storage_config.build(args))
+            content = RegistryContent(_existing_storage(args))
             purged = content.purge_uploads(args.older_than * 3600)
             print(f"cancelled {len(purged)} upload session(s) idle for {args.older_than:g} h")
     except (ConfigError, ValueError) as exc:

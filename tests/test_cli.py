@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,47 @@ def test_purge_uploads_command_cancels_stale_sessions(tmp_path: Path) -> None:
     assert content.get_upload("repo/a", stale.id)  # younger than an hour: kept
     assert main(["purge-uploads", "--root", str(tmp_path), "--older-than", "0"]) == 0
     assert list(FilesystemStorage(tmp_path).list_uploads()) == []
+
+
+def _old_garbage(root: Path) -> str:
+    """A blob pushed (and last used) three days ago that nothing refers to; its digest."""
+    import hashlib
+
+    from docker_registry_wsgi.content import RegistryContent
+    from docker_registry_wsgi.digests import parse_digest
+    from docker_registry_wsgi.storage import FilesystemStorage
+    from docker_registry_wsgi.usage import UsageRecords
+
+    storage = FilesystemStorage(root)
+    content = RegistryContent(storage, usage=UsageRecords(storage, clock=lambda: time.time() - 3 * 86400))
+    data = b"garbage from three days ago"
+    digest = parse_digest("sha256:" + hashlib.sha256(data).hexdigest())
+    content.push_blob("team/app", digest, [data], len(data))
+    return str(digest)
+
+
+def test_gc_command_dry_run_then_collect(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``docker-registry-wsgi gc``: progress on stderr, what would go, then a summary."""
+    digest = _old_garbage(tmp_path)
+    assert main(["gc", "--root", str(tmp_path), "--dry-run"]) == 0
+    out, err = capsys.readouterr()
+    assert f"would remove blob {digest}" in out and "dry run:" in out and "would free 1" in out
+    assert "gc: mark 1/1" in err
+    assert (tmp_path / "blobs").exists() and any((tmp_path / "blobs").rglob(digest.split(":")[1]))
+    assert main(["gc", "--root", str(tmp_path)]) == 0
+    out, _ = capsys.readouterr()
+    assert "freed 1 (27 bytes)" in out
+    assert not any((tmp_path / "blobs").rglob(digest.split(":")[1]))
+
+
+def test_gc_and_purge_refuse_a_root_that_holds_no_registry(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for command in (["gc"], ["purge-uploads"]):
+        assert main([*command, "--root", str(tmp_path / "mistyped")]) == 2
+        assert "holds no registry" in capsys.readouterr().err
+        assert not (tmp_path / "mistyped").exists()
+
+
+def test_gc_grace_must_exceed_the_touch_interval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _old_garbage(tmp_path)
+    assert main(["gc", "--root", str(tmp_path), "--grace", "0.5"]) == 2
+    assert "must be longer than the touch interval" in capsys.readouterr().err
