@@ -1,8 +1,8 @@
 """Garbage collection over real storage: what goes, what stays, and what it never touches.
 
-Every test runs on memory and filesystem storage (S3 in tests/storage-free ``test_gc_s3``-style
-checks live in tests/test_gc_stateful.py's S3 run). Time is a fake clock shared by the registry's
-usage records and the collector, so "after the grace period" is exact and instant.
+Every test runs on memory, filesystem and S3 (a real SeaweedFS) storage. Time is a fake clock
+shared by the registry's usage records and the collector, so "after the grace period" is exact
+and instant.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from docker_registry_wsgi.digests import Digest, parse_digest
 from docker_registry_wsgi.errors import BlobUnknown, ManifestBlobUnknown, ManifestUnknown
 from docker_registry_wsgi.gc import Collector
 from docker_registry_wsgi.manifests import OCI_INDEX, OCI_MANIFEST
-from docker_registry_wsgi.storage import Storage
+from docker_registry_wsgi.storage import FilesystemStorage, MemoryStorage, Storage
 from docker_registry_wsgi.usage import UsageRecords, record_key
 
 GRACE = 3600.0
@@ -107,9 +107,19 @@ class Registry:
         return True
 
 
-@pytest.fixture
-def registry(storage: Storage) -> Registry:
-    return Registry(storage)
+@pytest.fixture(params=["memory", "filesystem", pytest.param("s3", marks=pytest.mark.s3)])
+def registry(request: pytest.FixtureRequest, tmp_path: Any) -> Registry:
+    """The registry over each backend; S3 on a fresh prefix of the session's SeaweedFS bucket."""
+    if request.param == "memory":
+        return Registry(MemoryStorage())
+    if request.param == "filesystem":
+        return Registry(FilesystemStorage(tmp_path / "registry", fsync=False))
+    from docker_registry_wsgi.storage.s3 import S3Storage
+
+    bucket = request.getfixturevalue("s3_bucket")
+    return Registry(S3Storage(bucket.name, "gc-" + os.urandom(6).hex(), endpoint_url=bucket.endpoint_url,
+                              region=bucket.region, access_key=bucket.access_key,
+                              secret_key=bucket.secret_key, client=bucket.shared_client))
 
 
 def test_freed_bytes_are_exactly_what_only_the_deleted_images_held(registry: Registry) -> None:

@@ -223,7 +223,8 @@ class S3Storage(Storage):
 
     def _clients(self) -> tuple[Any, Any]:
         if self._given_client is not None:
-            return self._given_client, self._given_client
+            client = _without_empty_continue(self._given_client)
+            return client, client
         pid = os.getpid()
         if self._client_pid != pid:
             with self._client_lock:
@@ -261,8 +262,7 @@ class S3Storage(Storage):
             aws_session_token=session_token,
             config=config,
         )
-        client.meta.events.register_last("before-call.s3", _no_continue_for_empty_bodies)
-        return client
+        return _without_empty_continue(client)
 
     def close(self) -> None:
         with self._client_lock:
@@ -782,6 +782,13 @@ class S3Storage(Storage):
                 HttpMethod=method.upper(),
             )
         )
+
+
+def _without_empty_continue(client: Any) -> Any:
+    """``client``, sending empty PUT bodies without ``Expect: 100-continue`` (idempotent)."""
+    client.meta.events.register_last("before-call.s3", _no_continue_for_empty_bodies,
+                                     unique_id="docker-registry-wsgi-no-empty-continue")
+    return client
 
 
 def _no_continue_for_empty_bodies(params: dict[str, Any], **_: Any) -> None:
