@@ -107,7 +107,7 @@ def _collect(args: argparse.Namespace) -> int:
     if args.retention:
         from .retention import RetentionPolicy
 
-        retention = RetentionPolicy.load(args.retention)
+        retention = RetentionPolicy.from_file(args.retention)
     storage = _existing_storage(args)
     collector = Collector(storage, grace=args.grace * 3600, dry_run=args.dry_run,
                           delete_untagged=args.delete_untagged, retention=retention,
@@ -115,6 +115,14 @@ def _collect(args: argparse.Namespace) -> int:
                           progress=_Progress(args.quiet))
     report = collector.run()
     if args.dry_run:
+        from .retention import render_plan, render_summary
+
+        for plan in report.plans:
+            for line in render_plan(plan):
+                print(line)
+        if report.plans:
+            for line in render_summary(report.plans):
+                print(line)
         for removal in report.removals:
             print(f"would remove {removal}")
     for error in report.errors:

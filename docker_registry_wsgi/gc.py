@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import secrets
 import time
 from collections import defaultdict
@@ -44,7 +45,7 @@ from .storage.base import KeyNotFound, Storage, StorageError, VersionConflict
 from .usage import RECORDS_PREFIX, UsageRecords
 
 if TYPE_CHECKING:
-    from .retention import RetentionPolicy
+    from .retention import RepositoryPlan, RetentionPolicy
 
 __all__ = ["Collector", "GCReport", "Removal", "DEFAULT_GRACE"]
 
@@ -87,6 +88,8 @@ class GCReport:
     seconds: float = 0.0
     removals: list[Removal] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: What the retention rules decided for each repository (to show in a dry run).
+    plans: list["RepositoryPlan"] = field(default_factory=list)
 
     def count(self, kind: str) -> int:
         return sum(1 for removal in self.removals if removal.kind == kind)
@@ -205,9 +208,10 @@ class Collector:
             from .retention import TagInfo
 
             plan = self.retention.plan(
-                name, {t: TagInfo(digest=i.digest, pushed=i.pushed) for t, i in tags.items()}, self.now
+                name, {t: TagInfo(digest=i.digest, pushed=i.pushed) for t, i in tags.items()}
             )
-            for decision in plan.deleted:
+            report.plans.append(plan)
+            for decision in plan.delete:
                 self._delete_tag(name, decision.tag, tags[decision.tag], decision.reason, report)
                 del tags[decision.tag]
             if plan.untagged_after is not None:
@@ -444,9 +448,13 @@ class Collector:
         for tag in list(self.storage.list(prefix)):
             try:
                 doc = json.loads(self.storage.read(prefix + tag))
-                tags[tag] = _Tag(str(doc["digest"]), float(doc.get("pushed", 0.0)))
+                digest = str(doc["digest"])
             except (KeyNotFound, ValueError, KeyError, TypeError):
                 continue
+            pushed = doc.get("pushed", 0.0)
+            # A push time that is not a number counts as unknown: the oldest, as for old tags.
+            ok = isinstance(pushed, (int, float)) and not isinstance(pushed, bool) and math.isfinite(pushed)
+            tags[tag] = _Tag(digest, float(pushed) if ok else 0.0)
         return tags
 
     def _delete_tag(self, name: str, tag: str, info: _Tag, reason: str, report: GCReport) -> None:

@@ -165,3 +165,31 @@ def test_gc_grace_must_exceed_the_touch_interval(tmp_path: Path, capsys: pytest.
     _old_garbage(tmp_path)
     assert main(["gc", "--root", str(tmp_path), "--grace", "0.5"]) == 2
     assert "must be longer than the touch interval" in capsys.readouterr().err
+
+
+def test_gc_dry_run_shows_what_each_retention_rule_would_delete(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import hashlib
+    import json as json_module
+
+    from docker_registry_wsgi.content import RegistryContent
+    from docker_registry_wsgi.digests import parse_digest
+    from docker_registry_wsgi.storage import FilesystemStorage
+
+    root = tmp_path / "registry"
+    content = RegistryContent(FilesystemStorage(root))
+    for tag in ("v1", "v2"):
+        config = tag.encode()
+        digest = parse_digest("sha256:" + hashlib.sha256(config).hexdigest())
+        content.push_blob("ci/app", digest, [config], len(config))
+        body = json_module.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                                  "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                             "digest": str(digest), "size": len(config)},
+                                  "layers": []}).encode()
+        content.put_manifest("ci/app", tag, body, "application/vnd.oci.image.manifest.v1+json")
+        time.sleep(0.01)
+    rules = tmp_path / "rules.json"
+    rules.write_text(json_module.dumps({"retention": [{"repositories": ["ci/*"], "keep_last": 1}]}))
+    assert main(["gc", "--root", str(root), "--retention", str(rules), "--dry-run", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "ci/app" in out and "v1" in out and "would remove tag" in out
+    assert sorted(os.listdir(root / "repositories" / "ci" / "app" / "_manifests" / "tags")) == ["v1", "v2"]

@@ -290,3 +290,33 @@ def test_a_sweep_held_by_another_collector_is_left_alone(registry: Registry) -> 
     assert report.blobs_freed == 0 and report.spared_busy == 1
     registry.clock.advance(3600)  # the other collector died: its sweep lease ran out
     assert registry.gc().blobs_freed == 1
+
+
+def test_retention_rules_delete_tags_and_then_what_only_they_kept(registry: Registry) -> None:
+    """Issue "Retention policies": keep the last N tags by push time, keep matching tags, delete
+    untagged manifests older than D; what a kept tag needs stays."""
+    from docker_registry_wsgi.retention import RetentionPolicy
+
+    policy = RetentionPolicy.from_mapping({"retention": [
+        {"repositories": ["ci/*"], "keep_last": 1, "keep_tags": ["release-*"],
+         "delete_untagged_after": "2h"}]})
+    digests = {}
+    for tag in ("release-1", "build-1", "build-2", "build-3"):
+        digests[tag], _ = registry.image("ci/app", tag, f"layer of {tag}".encode())
+        registry.clock.advance(10)
+    other, _ = registry.image("team/app", "build-1", b"not governed")
+    registry.clock.advance(GRACE + 1)
+    dry = registry.gc(retention=policy, dry_run=True)
+    assert [p.tags_to_delete for p in dry.plans if p.repository == "ci/app"] == [("build-2", "build-1")]
+    report = registry.gc(retention=policy)
+    assert sorted(registry.storage.list("repositories/ci/app/_manifests/tags/")) == ["build-3", "release-1"]
+    assert report.count("tag") == 2
+    # Untagged for less than two hours of grace-on-top: their manifests wait for the next run.
+    assert registry.readable("ci/app", digests["build-1"])
+    registry.clock.advance(2 * 3600 + 1)
+    registry.gc(retention=policy)
+    for tag in ("build-1", "build-2"):
+        assert not registry.readable("ci/app", digests[tag])
+    for tag in ("build-3", "release-1"):
+        assert registry.readable("ci/app", tag) and registry.readable("ci/app", digests[tag])
+    assert registry.readable("team/app", "build-1") and registry.readable("team/app", other)
