@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import Sequence
 
-from . import __version__
+from . import __version__, scrub
 from .auth.config import ConfigError
 from .content import RegistryContent
 from .storage import config as storage_config
@@ -40,6 +40,15 @@ def parser() -> argparse.ArgumentParser:
     purge.add_argument("--older-than", type=float, default=24.0, metavar="HOURS",
                        help="hours without activity (default 24)")
     storage_config.add_arguments(purge)
+    scrub_command = commands.add_parser(
+        "scrub", help="re-hash stored blobs and manifests, report any that do not match",
+        description="Re-hash the stored blobs and manifests (all, one repository's, or a sample) "
+                    "and report those whose bytes do not match their digest, blobs that are "
+                    "needed but gone, and manifests that do not parse, with the repositories and "
+                    "tags that refer to them. Exit status 1 when anything is found. Read-only: "
+                    "safe while the registry serves. Uses the same storage options as serve.",
+    )
+    scrub.add_arguments(scrub_command)
     return top
 
 
@@ -55,6 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             content = RegistryContent(storage_config.build(args))
             purged = content.purge_uploads(args.older_than * 3600)
             print(f"cancelled {len(purged)} upload session(s) idle for {args.older_than:g} h")
+        elif args.command == "scrub":
+            return scrub.run_command(args)
     except (ConfigError, ValueError) as exc:
         print(f"docker-registry-wsgi: {exc}", file=sys.stderr)
         return 2
