@@ -120,3 +120,31 @@ def test_purge_uploads_command_cancels_stale_sessions(tmp_path: Path) -> None:
     assert content.get_upload("repo/a", stale.id)  # younger than an hour: kept
     assert main(["purge-uploads", "--root", str(tmp_path), "--older-than", "0"]) == 0
     assert list(FilesystemStorage(tmp_path).list_uploads()) == []
+
+
+@pytest.mark.parametrize("argv, env, enabled", [
+    ([], None, True),
+    (["--no-delete"], None, False),
+    ([], "false", False),
+    ([], "0", False),
+    ([], "TRUE", True),
+    (["--delete"], "false", True),  # the flag wins over the environment
+    (["--no-delete"], "true", False),
+])
+def test_serve_delete_switch(monkeypatch: pytest.MonkeyPatch, argv: list[str], env: str | None,
+                             enabled: bool) -> None:
+    """``--no-delete`` / ``REGISTRY_DELETE_ENABLED=false``: DELETE answers 405 UNSUPPORTED
+    (docker-registry-http-api-v2.md "DELETE Manifest", "On Failure: Not allowed")."""
+    if env is not None:
+        monkeypatch.setenv("REGISTRY_DELETE_ENABLED", env)
+    app = build_app(parser().parse_args(["serve", "--storage", "memory", *argv]))
+    assert isinstance(app, Registry) and app.delete_enabled is enabled
+    response = webtest.TestApp(app).delete("/v2/lib/app/manifests/latest", expect_errors=True)
+    assert response.status_int == (404 if enabled else 405)
+    assert response.json["errors"][0]["code"] == ("MANIFEST_UNKNOWN" if enabled else "UNSUPPORTED")
+
+
+def test_serve_delete_switch_refuses_a_misspelt_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REGISTRY_DELETE_ENABLED", "flase")
+    with pytest.raises(ValueError, match="REGISTRY_DELETE_ENABLED='flase'"):
+        build_app(parser().parse_args(["serve", "--storage", "memory"]))
