@@ -14,7 +14,7 @@ from typing import Iterable, Mapping
 
 from werkzeug.wrappers import Request
 
-from .auth.base import PULL, Access, AllowAll, Auth
+from .auth.base import DELETE, PULL, Access, AllowAll, Auth
 from .content import RegistryContent
 from .errors import (
     InsufficientStorage,
@@ -48,6 +48,9 @@ class Registry:
     :param mount_without_from: let ``POST ?mount=<digest>`` without ``from`` link a blob found
         anywhere in the registry. A digest then grants access to a blob in a repository the
         caller may not pull, so the default is to allow it only when there is no auth hook.
+    :param delete_enabled: ``False`` refuses every delete of manifests, tags and blobs with 405
+        ``UNSUPPORTED`` (distribution's ``storage.delete.enabled``), before the auth hook is
+        asked, whatever it would grant. Cancelling an upload is not a delete and stays allowed.
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class Registry:
         max_manifest_size: int = 4 * 1024 * 1024,
         mount_without_from: bool | None = None,
         touch_interval: float = DEFAULT_TOUCH_INTERVAL,
+        delete_enabled: bool = True,
         logger: logging.Logger | None = None,
     ) -> None:
         self.storage = storage
@@ -68,6 +72,7 @@ class Registry:
         self.mount_without_from = (
             isinstance(self.auth, AllowAll) if mount_without_from is None else mount_without_from
         )
+        self.delete_enabled = delete_enabled
         self.logger = logger or logging.getLogger("docker_registry_wsgi")
         self._handlers = {
             (route.endpoint, http_method): _load(method.handler)
@@ -108,6 +113,14 @@ class Registry:
             )
         if "name" in params:
             parse_name(params["name"])
+        if DELETE in method.actions and not self.delete_enabled:
+            # Before auth: the answer is the same for every caller and every repository, so
+            # asking for credentials first would only make a client log in to hear "no".
+            raise MethodNotAllowed(
+                {"method": request.method},
+                message="deletes are disabled on this registry",
+                headers={"Allow": ", ".join(m for m in route.methods if m != request.method)},
+            )
         identity = self.auth.authorize(request, self._needed(route, method, params, request))
         ctx = Context(
             request=request,

@@ -6,15 +6,13 @@ import argparse
 import logging
 import sys
 import time
-from pathlib import Path
 from typing import Sequence
 
-from . import __version__
+from . import __version__, scrub
 from .auth.config import ConfigError
 from .content import RegistryContent
 from .gc import DEFAULT_GRACE
 from .storage import config as storage_config
-from .storage.base import Storage
 from .usage import DEFAULT_TOUCH_INTERVAL, UsageRecords
 
 __all__ = ["main"]
@@ -67,23 +65,16 @@ def parser() -> argparse.ArgumentParser:
                               "period must be longer")
     collect.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     storage_config.add_arguments(collect)
+    scrub_command = commands.add_parser(
+        "scrub", help="re-hash stored blobs and manifests, report any that do not match",
+        description="Re-hash the stored blobs and manifests (all, one repository's, or a sample) "
+                    "and report those whose bytes do not match their digest, blobs that are "
+                    "needed but gone, and manifests that do not parse, with the repositories and "
+                    "tags that refer to them. Exit status 1 when anything is found. Read-only: "
+                    "safe while the registry serves. Uses the same storage options as serve.",
+    )
+    scrub.add_arguments(scrub_command)
     return top
-
-
-def _existing_storage(args: argparse.Namespace) -> Storage:
-    """The storage the options name, refusing a filesystem root that holds no registry.
-
-    A mistyped ``--root`` must not quietly become a new, empty registry to collect or purge.
-    """
-    if args.storage == "filesystem":
-        root = Path(args.root)
-        if not root.is_dir() or not any((root / name).exists() for name in _REGISTRY_MARKERS):
-            raise ValueError(f"{root} holds no registry (no {', '.join(_REGISTRY_MARKERS)}); "
-                             "check --root")
-    return storage_config.build(args)
-
-
-_REGISTRY_MARKERS = ("blobs", "repositories", "catalog", "~uploads")
 
 
 class _Progress:
@@ -108,7 +99,7 @@ def _collect(args: argparse.Namespace) -> int:
         from .retention import RetentionPolicy
 
         retention = RetentionPolicy.from_file(args.retention)
-    storage = _existing_storage(args)
+    storage = storage_config.build_existing(args)
     collector = Collector(storage, grace=args.grace * 3600, dry_run=args.dry_run,
                           delete_untagged=args.delete_untagged, retention=retention,
                           usage=UsageRecords(storage, touch_interval=args.touch_interval),
@@ -142,9 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "gc":
             return _collect(args)
         elif args.command == "purge-uploads":
-            content = RegistryContent(_existing_storage(args))
+            content = RegistryContent(storage_config.build_existing(args))
             purged = content.purge_uploads(args.older_than * 3600)
             print(f"cancelled {len(purged)} upload session(s) idle for {args.older_than:g} h")
+        elif args.command == "scrub":
+            return scrub.run_command(args)
     except (ConfigError, ValueError) as exc:
         print(f"docker-registry-wsgi: {exc}", file=sys.stderr)
         return 2

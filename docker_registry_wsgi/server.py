@@ -38,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str] | None = 
     group.add_argument("--access-log", action="store_true",
                        default=env.get("REGISTRY_ACCESS_LOG", "") not in ("", "0", "false"),
                        help="log every request to stderr (env REGISTRY_ACCESS_LOG)")
+    group.add_argument("--delete", dest="delete_enabled", action=argparse.BooleanOptionalAction,
+                       default=env.get("REGISTRY_DELETE_ENABLED", "true"),
+                       help="allow deleting manifests, tags and blobs; --no-delete answers 405 "
+                            "UNSUPPORTED (env REGISTRY_DELETE_ENABLED=false)")
     storage_config.add_arguments(parser, env)
     auth_config.add_arguments(parser, env)
 
@@ -47,11 +51,24 @@ def _not_found(environ: dict[str, Any], start_response: Callable[..., Any]) -> I
     return NotFound({"path": environ.get("PATH_INFO", "")[:200]}).response()(environ, start_response)
 
 
+def _boolean(value: bool | str, variable: str) -> bool:
+    """A flag's value: a bool from the command line, or its environment variable's text."""
+    if isinstance(value, bool):
+        return value
+    text = value.strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{variable}={value!r}: expected true or false")
+
+
 def build_app(namespace: argparse.Namespace) -> WSGIApp:
     """The WSGI app the options describe: the registry, and any extra app (token issuer) beside it."""
+    delete_enabled = _boolean(namespace.delete_enabled, "REGISTRY_DELETE_ENABLED")
     storage = storage_config.build(namespace)
     auth, extra = auth_config.build(namespace)
-    registry = Registry(storage=storage, auth=auth)
+    registry = Registry(storage=storage, auth=auth, delete_enabled=delete_enabled)
     if not extra:
         return registry
     return RegistryMiddleware(_not_found, registry, extra)

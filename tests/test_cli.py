@@ -155,10 +155,13 @@ def test_gc_command_dry_run_then_collect(tmp_path: Path, capsys: pytest.CaptureF
 
 
 def test_gc_and_purge_refuse_a_root_that_holds_no_registry(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    for command in (["gc"], ["purge-uploads"]):
+    (tmp_path / "empty").mkdir()
+    for command in (["gc"], ["purge-uploads"], ["scrub"]):
         assert main([*command, "--root", str(tmp_path / "mistyped")]) == 2
-        assert "holds no registry" in capsys.readouterr().err
+        assert "no such folder" in capsys.readouterr().err
         assert not (tmp_path / "mistyped").exists()
+        assert main([*command, "--root", str(tmp_path / "empty")]) == 2
+        assert "holds no registry" in capsys.readouterr().err
 
 
 def test_gc_grace_must_exceed_the_touch_interval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -193,3 +196,31 @@ def test_gc_dry_run_shows_what_each_retention_rule_would_delete(tmp_path: Path, 
     out = capsys.readouterr().out
     assert "ci/app" in out and "v1" in out and "would remove tag" in out
     assert sorted(os.listdir(root / "repositories" / "ci" / "app" / "_manifests" / "tags")) == ["v1", "v2"]
+
+
+@pytest.mark.parametrize("argv, env, enabled", [
+    ([], None, True),
+    (["--no-delete"], None, False),
+    ([], "false", False),
+    ([], "0", False),
+    ([], "TRUE", True),
+    (["--delete"], "false", True),  # the flag wins over the environment
+    (["--no-delete"], "true", False),
+])
+def test_serve_delete_switch(monkeypatch: pytest.MonkeyPatch, argv: list[str], env: str | None,
+                             enabled: bool) -> None:
+    """``--no-delete`` / ``REGISTRY_DELETE_ENABLED=false``: DELETE answers 405 UNSUPPORTED
+    (docker-registry-http-api-v2.md "DELETE Manifest", "On Failure: Not allowed")."""
+    if env is not None:
+        monkeypatch.setenv("REGISTRY_DELETE_ENABLED", env)
+    app = build_app(parser().parse_args(["serve", "--storage", "memory", *argv]))
+    assert isinstance(app, Registry) and app.delete_enabled is enabled
+    response = webtest.TestApp(app).delete("/v2/lib/app/manifests/latest", expect_errors=True)
+    assert response.status_int == (404 if enabled else 405)
+    assert response.json["errors"][0]["code"] == ("MANIFEST_UNKNOWN" if enabled else "UNSUPPORTED")
+
+
+def test_serve_delete_switch_refuses_a_misspelt_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REGISTRY_DELETE_ENABLED", "flase")
+    with pytest.raises(ValueError, match="REGISTRY_DELETE_ENABLED='flase'"):
+        build_app(parser().parse_args(["serve", "--storage", "memory"]))

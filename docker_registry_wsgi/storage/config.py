@@ -13,7 +13,7 @@ from typing import Mapping
 
 from .base import Storage
 
-__all__ = ["add_arguments", "build", "BACKENDS"]
+__all__ = ["add_arguments", "build", "build_existing", "BACKENDS"]
 
 #: The names accepted by ``--storage``.
 BACKENDS = ("filesystem", "memory", "s3")
@@ -117,3 +117,33 @@ def build(namespace: argparse.Namespace) -> Storage:
             part_size=getattr(namespace, "s3_part_size", None) or DEFAULT_PART_SIZE,
         )
     raise ValueError(f"unknown storage backend: {kind!r}")
+
+
+#: What a filesystem root that holds a registry has in it (``~uploads``: created on first use).
+_REGISTRY_FOLDERS = ("blobs", "repositories", "~uploads")
+
+
+def build_existing(namespace: argparse.Namespace) -> Storage:
+    """The storage the options name, for a command that works on an existing registry.
+
+    A mistyped ``--root`` or ``--s3-prefix`` must not quietly become a new, empty registry to
+    collect, purge or scrub: :class:`ValueError` (naming the option) when it holds none.
+    """
+    if namespace.storage == "memory":
+        raise ValueError("memory storage starts empty in every process: there is nothing to work on")
+    if namespace.storage == "filesystem":
+        root = os.path.abspath(namespace.root)
+        if not os.path.isdir(root):  # checked first: the backend would create the folder
+            raise ValueError(f"--root {root}: no such folder")
+        if not any(os.path.isdir(os.path.join(root, top)) for top in _REGISTRY_FOLDERS):
+            raise ValueError(f"--root {root} holds no registry (no blobs/ or repositories/ in it)")
+    storage = build(namespace)
+    if namespace.storage != "filesystem" and not _holds_registry(storage):
+        storage.close()
+        raise ValueError("the storage holds no registry (no blobs/ or repositories/ keys): "
+                         "check --s3-bucket and --s3-prefix")
+    return storage
+
+
+def _holds_registry(storage: Storage) -> bool:
+    return any(True for _ in storage.list("blobs/")) or any(True for _ in storage.list("repositories/"))
