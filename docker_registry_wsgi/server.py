@@ -14,6 +14,7 @@ import os
 from typing import Any, Callable, Iterable
 
 from .app import Registry
+from .usage import DEFAULT_TOUCH_INTERVAL
 from .errors import NotFound
 from .auth import config as auth_config
 from .middleware import RegistryMiddleware, WSGIApp
@@ -42,6 +43,10 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str] | None = 
                        default=env.get("REGISTRY_DELETE_ENABLED", "true"),
                        help="allow deleting manifests, tags and blobs; --no-delete answers 405 "
                             "UNSUPPORTED (env REGISTRY_DELETE_ENABLED=false)")
+    group.add_argument("--touch-interval", type=float, metavar="SECONDS",
+                       default=float(env.get("REGISTRY_TOUCH_INTERVAL", str(DEFAULT_TOUCH_INTERVAL))),
+                       help="rewrite a blob's usage record at most this often; gc's --grace must "
+                            "be longer (env REGISTRY_TOUCH_INTERVAL; default %(default)g)")
     storage_config.add_arguments(parser, env)
     auth_config.add_arguments(parser, env)
 
@@ -68,7 +73,8 @@ def build_app(namespace: argparse.Namespace) -> WSGIApp:
     delete_enabled = _boolean(namespace.delete_enabled, "REGISTRY_DELETE_ENABLED")
     storage = storage_config.build(namespace)
     auth, extra = auth_config.build(namespace)
-    registry = Registry(storage=storage, auth=auth, delete_enabled=delete_enabled)
+    registry = Registry(storage=storage, auth=auth, delete_enabled=delete_enabled,
+                        touch_interval=namespace.touch_interval)
     if not extra:
         return registry
     return RegistryMiddleware(_not_found, registry, extra)
