@@ -219,8 +219,7 @@ class RegistryContent:
         try:
             self.storage.size(_layer_key(name, digest))
             size = self.storage.size(_blob_key(digest))
-            if touch:
-                self.usage.touch(digest)
+            if touch and self.usage.touch(digest):
                 self.storage.size(_layer_key(name, digest))  # still there once touched
             return size
         except KeyNotFound:
@@ -245,9 +244,8 @@ class RegistryContent:
             return False
         if not self._exists(_blob_key(digest)):
             return False
-        self.usage.touch(digest)
-        if not self._exists(_blob_key(digest)):  # collected before our touch
-            return False
+        if self.usage.touch(digest) and not self._exists(_blob_key(digest)):
+            return False  # collected before our touch
         self._link_blob(name, digest)
         return True
 
@@ -447,8 +445,7 @@ class RegistryContent:
         key = _revision_key(name, reference)
         try:
             link = json.loads(self.storage.read(key))
-            if touch:
-                self.usage.touch(reference)
+            if touch and self.usage.touch(reference):
                 self.storage.size(key)  # still there once touched
         except KeyNotFound:
             raise ManifestUnknown({"digest": str(reference)}) from None
@@ -476,11 +473,10 @@ class RegistryContent:
         self._check_references(name, manifest)
         # What the manifest refers to, and its own bytes, are used from now on: touched before
         # relying on them, then checked again (a collector may have swept them in between).
-        for reference_digest in {d.digest for d in manifest.required_blobs()} | {
-            d.digest for d in manifest.children
-        } | {digest}:
-            self.usage.touch(reference_digest)
-        self._check_references(name, manifest)
+        references = {d.digest for d in manifest.required_blobs()} | {d.digest for d in manifest.children}
+        changed = [self.usage.touch(reference_digest) for reference_digest in sorted(references | {digest})]
+        if any(changed):
+            self._check_references(name, manifest)
         # A manifest is kept with the blobs (content-addressed, never replaced) but linked only
         # as a revision: it is not a layer, so deleting it leaves no path that serves it.
         self.storage.write(_blob_key(digest), body, if_absent=True)

@@ -94,10 +94,13 @@ class UsageRecords:
         except (ValueError, KeyError, TypeError):
             return Usage(0.0), version  # unreadable: as old as can be, and replaceable
 
-    def touch(self, digest: Digest | str) -> None:
+    def touch(self, digest: Digest | str) -> bool:
         """Record that a request relies on ``digest`` now; wait out a sweep of it in progress.
 
-        Raises :class:`~.errors.Unavailable` (503) if a live sweep does not end in time.
+        Returns whether anything may have changed since the caller last looked (the record was
+        missing, stale or swept, so a collector may have run): the caller then checks again that
+        what it relies on is there. ``False`` means the record was fresh and free, and is left
+        as it is. Raises :class:`~.errors.Unavailable` (503) if a live sweep does not end in time.
         """
         waited, pause = 0.0, 0.01
         while True:
@@ -113,10 +116,10 @@ class UsageRecords:
                     pause = min(pause * 2, 0.5)
                     continue
             elif usage is not None and now - usage.touched < self.touch_interval:
-                return
+                return waited > 0
             try:
                 self.storage.swap(record_key(digest), Usage(now).to_json(), version)
-                return
+                return True
             except VersionConflict:
                 continue  # someone else touched or swept it meanwhile: look again
 
