@@ -474,9 +474,11 @@ class RegistryContent:
         # What the manifest refers to, and its own bytes, are used from now on: touched before
         # relying on them, then checked again (a collector may have swept them in between).
         references = {d.digest for d in manifest.required_blobs()} | {d.digest for d in manifest.children}
-        changed = [self.usage.touch(reference_digest) for reference_digest in sorted(references | {digest})]
-        if any(changed):
-            self._check_references(name, manifest)
+        for reference_digest in sorted(references | {digest}):
+            self.usage.touch(reference_digest)
+        # Always: a sweep and another client's touch may both fall between the first check and
+        # ours, and a manifest must never be stored with a link missing.
+        self._check_references(name, manifest)
         # A manifest is kept with the blobs (content-addressed, never replaced) but linked only
         # as a revision: it is not a layer, so deleting it leaves no path that serves it.
         self.storage.write(_blob_key(digest), body, if_absent=True)
