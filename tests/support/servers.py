@@ -224,6 +224,34 @@ class ServerProcess:
         except (ProcessLookupError, PermissionError):
             pass
 
+    def child_pids(self) -> list[int]:
+        """The pids of the server process's children (gunicorn's workers), from ``/proc`` (Linux)."""
+        if self.process is None:
+            return []
+        pids: list[int] = []
+        try:
+            tasks = os.listdir(f"/proc/{self.process.pid}/task")
+        except FileNotFoundError:
+            return []
+        for task in tasks:
+            try:
+                with open(f"/proc/{self.process.pid}/task/{task}/children") as children:
+                    pids += [int(pid) for pid in children.read().split()]
+            except FileNotFoundError:
+                continue
+        return sorted(pids)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group at once (a crash of master and workers); reap the master.
+
+        Unlike :meth:`stop`, nothing gets to finish or clean up. :meth:`start` may follow.
+        """
+        if self.process is None:
+            return
+        self._kill_group(signal.SIGKILL)
+        self.process.wait(timeout=self._stop_timeout)
+        self.process = None
+
     def stop(self, show_log: bool | None = None) -> None:
         """Stop the process group (``stop_signal``, then SIGKILL) and print the log to stderr."""
         if self.process is None:
