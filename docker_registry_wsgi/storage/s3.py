@@ -574,38 +574,48 @@ class S3Storage(Storage):
         if state.sealed:
             return state, current
         if state.etags:
-            staging = self._upload_prefix(upload_id) + "data"
-            parts = [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(state.etags, 1)]
-            if state.tail is not None:
-                response = self.slow_client.upload_part_copy(
-                    Bucket=self.bucket,
-                    Key=staging,
-                    UploadId=state.multipart_id,
-                    PartNumber=len(parts) + 1,
-                    CopySource={"Bucket": self.bucket, "Key": state.tail},
-                )
-                parts.append(
-                    {"PartNumber": len(parts) + 1, "ETag": response["CopyPartResult"]["ETag"]}
-                )
             try:
-                self.slow_client.complete_multipart_upload(
-                    Bucket=self.bucket,
-                    Key=staging,
-                    UploadId=state.multipart_id,
-                    MultipartUpload={"Parts": parts},
-                )
+                self._complete(upload_id, state)
             except Exception as exc:
                 if _code(exc) in ("InvalidPart", "InvalidPartOrder"):
                     raise UploadConflict(
                         f"upload {upload_id}: a part was rewritten by a concurrent write"
                     ) from None
-                if _code(exc) == "NoSuchUpload":
+                if _code(exc) != "NoSuchUpload":
+                    raise
+                # Completed already: by a commit that died before recording the seal, or by
+                # one racing ours. Only a completion of these very bytes has this size (every
+                # later write would have added bytes, and writes cannot add parts any more).
+                try:
+                    completed = self._head(self._upload_prefix(upload_id) + "data", upload_id)
+                except KeyNotFound:
+                    completed = -1
+                if completed != state.size:
                     raise UploadConflict(f"upload {upload_id} is being committed") from None
-                raise
         sealed = _State(part_size=state.part_size, size=state.size, multipart_id=state.multipart_id,
                         etags=state.etags, tail=state.tail, meta=state.meta, sealed=True,
                         origin=version)
         return sealed, self._put_state(upload_id, sealed, version)
+
+    def _complete(self, upload_id: str, state: _State) -> None:
+        """Complete the multipart upload with the state's parts, its tail as the last part."""
+        staging = self._upload_prefix(upload_id) + "data"
+        parts = [{"PartNumber": n, "ETag": etag} for n, etag in enumerate(state.etags, 1)]
+        if state.tail is not None:
+            response = self.slow_client.upload_part_copy(
+                Bucket=self.bucket,
+                Key=staging,
+                UploadId=state.multipart_id,
+                PartNumber=len(parts) + 1,
+                CopySource={"Bucket": self.bucket, "Key": state.tail},
+            )
+            parts.append({"PartNumber": len(parts) + 1, "ETag": response["CopyPartResult"]["ETag"]})
+        self.slow_client.complete_multipart_upload(
+            Bucket=self.bucket,
+            Key=staging,
+            UploadId=state.multipart_id,
+            MultipartUpload={"Parts": parts},
+        )
 
     def _source(self, upload_id: str, state: _State) -> str | None:
         """The object holding a sealed state's bytes; ``None`` for an empty upload."""

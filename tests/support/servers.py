@@ -257,7 +257,13 @@ class ServerProcess:
         if self.process is None:
             return
         if self.process.poll() is None:
-            self._kill_group(self._stop_signal)
+            # The main process only: gunicorn's master stops its workers itself, and a worker
+            # that gets SIGINT while its main thread holds the thread pool's lock hangs
+            # (gunicorn 27); whatever remains is killed with the group below.
+            try:
+                os.kill(self.process.pid, self._stop_signal)
+            except ProcessLookupError:
+                pass
             try:
                 self.process.wait(timeout=self._stop_timeout)
             except subprocess.TimeoutExpired:
