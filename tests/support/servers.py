@@ -100,7 +100,7 @@ class ServerProcess:
     open port when ``ready_path`` is ``None``. ``env`` is added to the current environment.
     Output goes to ``log_path`` (a temporary file beside nothing if omitted: pass one in tests
     so the log survives for inspection). The process gets its own session/process group, and
-    :meth:`stop` signals the whole group (``stop_signal``, default SIGINT, which is gunicorn's
+    :meth:`stop` signals the main process (``stop_signal``, default SIGINT, which is gunicorn's
     quick shutdown; SIGTERM would wait for its graceful timeout), then SIGKILLs what remains.
     """
 
@@ -253,7 +253,7 @@ class ServerProcess:
         self.process = None
 
     def stop(self, show_log: bool | None = None) -> None:
-        """Stop the process group (``stop_signal``, then SIGKILL) and print the log to stderr."""
+        """Stop the main process (``stop_signal``), then SIGKILL the group; print the log to stderr."""
         if self.process is None:
             return
         if self.process.poll() is None:
