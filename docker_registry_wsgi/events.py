@@ -77,6 +77,7 @@ KINDS = ("blob", "manifest", "tag")
 REQUEST_ID_KEY = "docker_registry_wsgi.request_id"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._~:/+=@-]{1,200}")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
 
 Subscriber = Callable[["Event"], None]
 
@@ -122,7 +123,8 @@ class Event:
 
     #: A UUID, unique per event: receivers of webhooks deliver at least once and deduplicate by it.
     id: str
-    #: When it happened (UTC). Events of one request are a microsecond apart, in order.
+    #: When it happened (UTC). Events of one request are a microsecond apart, and each event of
+    #: a hub is later than the one before, even if the clock stood still.
     timestamp: datetime
     #: ``push``, ``pull``, ``delete`` or ``mount``.
     action: str
@@ -279,6 +281,7 @@ class EventHub:
         # Replaced whole under the lock, read without it: a request sees one list or the other.
         self._subscriptions: tuple[_Subscription, ...] = ()
         self._lock = threading.Lock()
+        self._last = datetime.min.replace(tzinfo=timezone.utc)
 
     def subscribe(
         self,
@@ -325,7 +328,12 @@ class EventHub:
     def publish_request(self, environ: MutableMapping[str, Any], identity: object,
                         happened: Iterable[Happened]) -> list[Event]:
         """Turn what one request did into events (its id, caller and time added) and publish them."""
-        base = _from_timestamp(self.clock())
+        happened = list(happened)
+        with self._lock:
+            # Strictly later than this hub's previous event, so that a process's events sort in
+            # the order they happened even when the clock stands still or steps back.
+            base = max(_from_timestamp(self.clock()), self._last + _MICROSECOND)
+            self._last = base + _MICROSECOND * max(len(happened) - 1, 0)
         record = RequestRecord(
             id=request_id(environ),
             addr=str(environ.get("REMOTE_ADDR") or ""),
@@ -339,7 +347,7 @@ class EventHub:
         for index, what in enumerate(happened):
             event = Event(
                 id=str(uuid.uuid4()),
-                timestamp=base + timedelta(microseconds=index),
+                timestamp=base + _MICROSECOND * index,
                 action=what.action,
                 kind=what.kind,
                 repository=what.repository,
