@@ -14,23 +14,7 @@ exception in one is logged and never reaches the client. With no subscriber (or 
 request builds no event at all. :mod:`.webhooks` is a subscriber that writes each event to the
 storage for delivery later; the Flask, Django and Pyramid integrations turn events into signals.
 
-What each request emits (HEAD requests and failed requests emit nothing):
-
-=================================================  ======== ======== ==========================
-request                                            action   kind     fields
-=================================================  ======== ======== ==========================
-blob upload finished (PUT, or POST ``?digest=``)   push     blob     digest, size
-``POST ?mount=`` that linked the blob              mount    blob     digest, size, from_repository
-``PUT`` manifest by tag                            push     manifest digest, media type, size, tag
-``PUT`` manifest by digest, each ``?tag=``         push     manifest the same, one event per tag
-                                                                     (one untagged without any)
-``GET`` manifest (200)                             pull     manifest digest, media type, size, tag
-                                                                     if asked by tag
-``GET`` blob (200, 206, or 307 to the storage)     pull     blob     digest, size
-``DELETE`` manifest by digest                      delete   manifest digest
-``DELETE`` manifest by tag                         delete   tag      tag
-``DELETE`` blob                                    delete   blob     digest
-=================================================  ======== ======== ==========================
+Which requests emit which events, and with which fields: docs/events.rst.
 """
 
 from __future__ import annotations

@@ -87,6 +87,7 @@ DEFAULT_TIMEOUT = 5.0
 DEFAULT_BACKOFF = 1.0
 DEFAULT_MAX_BACKOFF = 300.0
 DEFAULT_PREFIX = "events/"
+DEFAULT_LEASE = 30.0
 #: How many events one dispatcher step moves or sends per endpoint before it looks again.
 BATCH = 100
 
@@ -507,7 +508,9 @@ class Dispatcher:
     :param poll_interval: seconds between looks at the outbox for events written by other
         processes (events of this process wake it at once).
     :param lease_ttl: seconds a dispatcher holds the delivery lease unless it renews it; another
-        process takes over that long after a holder died. At least three endpoint timeouts.
+        process takes over that long after a holder died. Default 30, or three times the longest
+        endpoint timeout if that is more (it renews with two thirds left, so that a POST in
+        flight always ends within the lease).
     """
 
     def __init__(
@@ -517,7 +520,7 @@ class Dispatcher:
         *,
         clock: Callable[[], float] = time.time,
         poll_interval: float = 1.0,
-        lease_ttl: float = 30.0,
+        lease_ttl: float | None = None,
         owner: str | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
@@ -527,6 +530,8 @@ class Dispatcher:
         self.poll_interval = poll_interval
         self.logger = logger or logging.getLogger("docker_registry_wsgi.webhooks")
         longest = max((e.timeout for e in config.endpoints), default=DEFAULT_TIMEOUT)
+        if lease_ttl is None:
+            lease_ttl = max(DEFAULT_LEASE, 3 * longest)
         if lease_ttl < 3 * longest:
             raise ValueError(f"lease_ttl {lease_ttl:g} s must be at least three endpoint timeouts ({3 * longest:g} s)")
         owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"

@@ -543,9 +543,13 @@ def test_the_documented_toml_shape() -> None:
     assert (audit.format, audit.retention, audit.secret) == ("cloudevents", 2 * 86400.0, None)
 
 
-def test_the_lease_outlasts_three_timeouts() -> None:
+def test_the_lease_outlasts_three_timeouts(clock: Clock) -> None:
+    config = WebhookConfig((Endpoint("http://x/", timeout=20),))
     with pytest.raises(ValueError, match="three endpoint timeouts"):
-        Dispatcher(MemoryStorage(), WebhookConfig((Endpoint("http://x/", timeout=20),)))
+        Dispatcher(MemoryStorage(), config, lease_ttl=30)
+    storage = MemoryStorage()
+    Dispatcher(storage, config, clock=clock).run_once()
+    assert json.loads(storage.read("events/lease"))["expires"] == T0 + 60  # by default
 
 
 # -- the threads the server runs -------------------------------------------------------------------
