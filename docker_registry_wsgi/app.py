@@ -135,7 +135,7 @@ class Registry:
             params=params,
             identity=identity,
             allow_mount_anywhere=self.mount_without_from,
-            events=[] if self.events.active else None,
+            event_actions=self.events.wanted(),
         )
         reply = self._handlers[route.endpoint, request.method](ctx)
         if ctx.events:

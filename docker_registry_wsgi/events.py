@@ -293,7 +293,15 @@ class EventHub:
     @property
     def active(self) -> bool:
         """Whether any subscriber wants events now; requests record nothing otherwise."""
-        return any(s.active is None or s.active() for s in self._subscriptions)
+        return bool(self.wanted())
+
+    def wanted(self) -> frozenset[str]:
+        """The actions some active subscriber wants now; a request records only these."""
+        wanted: frozenset[str] = frozenset()
+        for subscription in self._subscriptions:
+            if subscription.active is None or subscription.active():
+                wanted |= subscription.actions
+        return wanted
 
     def publish(self, event: Event) -> None:
         """Give ``event`` to each subscriber of its action; log (never raise) what they raise."""
@@ -362,7 +370,8 @@ def _from_timestamp(seconds: float) -> datetime:
 
 def _format_time(moment: datetime) -> str:
     """RFC 3339 in UTC with microseconds, as Go's ``time.Time`` marshals (``...T...Z``)."""
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    text = moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
+    return text[:-6] + "Z"  # "+00:00"
 
 
 def parse_time(text: str) -> datetime:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import quote, urlencode
@@ -35,9 +35,10 @@ class Context:
     identity: object = None
     #: Whether ``POST ?mount=`` without ``from`` may link a blob found in any repository.
     allow_mount_anywhere: bool = False
-    #: What the request did, for the app to publish once the handler returned; ``None`` while
-    #: no event subscriber listens, so that nothing is recorded.
-    events: list[Happened] | None = None
+    #: What the request did, for the app to publish once the handler returned.
+    events: list[Happened] = field(default_factory=list)
+    #: The actions some event subscriber listens for now: only these are recorded.
+    event_actions: frozenset[str] = frozenset()
 
     @property
     def head(self) -> bool:
@@ -60,11 +61,15 @@ class Context:
         """The absolute URL of an endpoint, built from the route table."""
         return self.base_url + self.routes.path(endpoint, **values)
 
+    def wants(self, action: str) -> bool:
+        """Whether an event of ``action`` would be recorded (to skip work done only for it)."""
+        return action in self.event_actions
+
     def record(self, action: str, kind: str, *, digest: str | None = None, tag: str | None = None,
                media_type: str | None = None, size: int | None = None,
                from_repository: str | None = None) -> None:
         """Note an event of this request's repository (see :mod:`~docker_registry_wsgi.events`)."""
-        if self.events is None:
+        if action not in self.event_actions:
             return
         name = self.params["name"]
         url = None

@@ -64,7 +64,7 @@ def start_upload(ctx: Context) -> Reply:
         if (source is not None or ctx.allow_mount_anywhere) and ctx.content.mount_blob(
             name, digest, source
         ):
-            if ctx.events is not None:
+            if ctx.wants("mount"):
                 ctx.record("mount", "blob", digest=str(digest), media_type=BLOB_MEDIA_TYPE,
                            size=ctx.content.stat_blob(name, digest), from_repository=source)
             return _created(ctx, name, str(digest))
