@@ -39,6 +39,7 @@ __all__ = [
     "Subscriber",
     "ACTIONS",
     "KINDS",
+    "BLOB_MEDIA_TYPE",
     "PUSH",
     "PULL",
     "DELETE",
@@ -56,6 +57,8 @@ PUSH, PULL, DELETE, MOUNT = "push", "pull", "delete", "mount"
 ACTIONS = (PUSH, PULL, DELETE, MOUNT)
 #: What an event is about: a blob, a manifest, or (deleting a tag) only a tag.
 KINDS = ("blob", "manifest", "tag")
+#: The media type of blobs in events: the registry does not know what a blob is.
+BLOB_MEDIA_TYPE = "application/octet-stream"
 
 #: The WSGI environ key holding the request's id; :func:`request_id` sets and reads it.
 REQUEST_ID_KEY = "docker_registry_wsgi.request_id"

@@ -111,6 +111,14 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _duration(value: object, key: str, where: str, *, positive: bool = False) -> float:
     try:
         seconds = parse_duration(value)
@@ -147,9 +155,10 @@ class Endpoint:
         where = f"webhook {self.url!r}"
         parts = urlsplit(self.url) if isinstance(self.url, str) else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or (
-            any(c.isspace() or ord(c) < 32 for c in self.url)
+            not all(33 <= ord(c) < 127 for c in self.url)
         ):
-            raise WebhookConfigError(f"{where}: url must be an http:// or https:// URL")
+            raise WebhookConfigError(f"{where}: url must be an http:// or https:// URL "
+                                     "(ASCII, non-ASCII characters percent-encoded)")
         if not self.name:
             object.__setattr__(self, "name", "url-" + hashlib.sha256(self.url.encode()).hexdigest()[:16])
         elif not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
@@ -158,8 +167,9 @@ class Endpoint:
         for header, value in self.headers.items():
             if not isinstance(header, str) or not _HEADER_NAME.fullmatch(header):
                 raise WebhookConfigError(f"{where}: headers: {header!r} is not a header name")
-            if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
-                raise WebhookConfigError(f"{where}: headers: {header} must be one line of text")
+            if not isinstance(value, str) or any(c in value for c in "\r\n\0") or not _latin1(value):
+                raise WebhookConfigError(f"{where}: headers: {header} must be one line of text "
+                                         "(Latin-1, as HTTP headers are)")
             if header.lower() == SIGNATURE_HEADER.lower():
                 raise WebhookConfigError(f"{where}: headers: {header} is set from the secret")
         if self.secret is not None and (not isinstance(self.secret, str) or not self.secret):

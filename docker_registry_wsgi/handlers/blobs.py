@@ -9,10 +9,8 @@ from ..digests import parse_digest
 from ..errors import RangeNotSatisfiable
 from ..ranges import UnsatisfiableRange, parse_range_header
 from ..streams import BoundedReader
+from ..events import BLOB_MEDIA_TYPE
 from .context import Context, respond
-
-#: The media type of blobs in events: the registry does not know a blob's own type.
-BLOB_MEDIA_TYPE = "application/octet-stream"
 
 
 def get_blob(ctx: Context) -> Reply:

@@ -15,7 +15,7 @@ from ..errors import BlobUploadInvalid, SizeInvalid
 from ..ranges import RangeSyntaxError, format_upload_range, parse_content_range
 from ..references import parse_name
 from ..streams import has_body, iter_body
-from .blobs import BLOB_MEDIA_TYPE
+from ..events import BLOB_MEDIA_TYPE
 from .context import Context, respond
 
 
