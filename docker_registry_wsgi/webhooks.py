@@ -44,7 +44,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from fnmatch import translate
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
 from . import __version__
@@ -301,7 +301,7 @@ class WebhookConfig:
     def from_mappings(cls, entries: Iterable[Mapping[str, Any]],
                       defaults: Mapping[str, Any] | None = None) -> "WebhookConfig":
         """The config of a config file's ``webhooks`` list (``[[webhooks]]`` tables in TOML)."""
-        if isinstance(entries, (str, bytes, Mapping)):
+        if not isinstance(entries, (list, tuple)):
             raise WebhookConfigError("webhooks: expected a list of tables ([[webhooks]] in TOML)")
         return cls(tuple(Endpoint.from_mapping(entry, where=f"webhooks[{i}]", defaults=defaults)
                          for i, entry in enumerate(entries)))

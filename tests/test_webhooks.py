@@ -43,7 +43,7 @@ from docker_registry_wsgi.webhooks import (
 )
 from tests.handlers import OCI_MANIFEST, RegistryClient, sha256
 from tests.support.webhook_receiver import Receiver
-from tests.unit_fixtures import QUICK, repository_names
+from tests.unit_fixtures import QUICK
 
 SECRET = "s3cret-key"
 T0 = 1_750_000_000.0
@@ -476,6 +476,14 @@ def _an_event() -> Event:
     [event] = EventHub().publish_request({"REQUEST_METHOD": "PUT"}, "alice",
                                          [Happened("push", "manifest", "team/app", digest=sha256(b"m"))])
     return event
+
+
+@pytest.mark.parametrize("entries", [{"url": "http://x/"}, "http://x/", 3])
+def test_the_webhooks_entry_must_be_a_list_of_tables(entries: Any) -> None:
+    with pytest.raises(WebhookConfigError, match=r"\[\[webhooks\]\]"):
+        WebhookConfig.from_mappings(entries)
+    with pytest.raises(WebhookConfigError, match=r"webhooks\[1\]: expected a table"):
+        WebhookConfig.from_mappings([{"url": "http://x/"}, "http://y/"])
 
 
 def test_two_endpoints_need_distinct_names() -> None:
