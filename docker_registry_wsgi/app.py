@@ -24,6 +24,7 @@ from .errors import (
     RegistryError,
     Unavailable,
 )
+from .events import EventHub
 from .handlers.context import Context, Handler
 from .references import parse_name
 from .responses import Reply
@@ -51,6 +52,8 @@ class Registry:
     :param delete_enabled: ``False`` refuses every delete of manifests, tags and blobs with 405
         ``UNSUPPORTED`` (distribution's ``storage.delete.enabled``), before the auth hook is
         asked, whatever it would grant. Cancelling an upload is not a delete and stays allowed.
+    :param events: where pushes, pulls, deletes and mounts are told once they succeeded (see
+        :mod:`.events`); default a new :class:`~.events.EventHub`, as ``registry.events``.
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class Registry:
         touch_interval: float = DEFAULT_TOUCH_INTERVAL,
         delete_enabled: bool = True,
         logger: logging.Logger | None = None,
+        events: EventHub | None = None,
     ) -> None:
         self.storage = storage
         self.auth: Auth = auth if auth is not None else AllowAll()
@@ -74,6 +78,7 @@ class Registry:
         )
         self.delete_enabled = delete_enabled
         self.logger = logger or logging.getLogger("docker_registry_wsgi")
+        self.events = events if events is not None else EventHub()
         self._handlers = {
             (route.endpoint, http_method): _load(method.handler)
             for route in ROUTES
@@ -130,8 +135,12 @@ class Registry:
             params=params,
             identity=identity,
             allow_mount_anywhere=self.mount_without_from,
+            event_actions=self.events.wanted(),
         )
-        return self._handlers[route.endpoint, request.method](ctx)
+        reply = self._handlers[route.endpoint, request.method](ctx)
+        if ctx.events:
+            self.events.publish_request(request.environ, identity, ctx.events)
+        return reply
 
     @staticmethod
     def _split(environ: Mapping[str, str]) -> tuple[str, str]:
