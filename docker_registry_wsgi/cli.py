@@ -11,6 +11,7 @@ from typing import Sequence
 from . import __version__, scrub
 from .auth.config import ConfigError
 from .content import RegistryContent
+from .extras import MissingExtra
 from .gc import DEFAULT_GRACE
 from .storage import config as storage_config
 from .usage import DEFAULT_TOUCH_INTERVAL, UsageRecords
@@ -138,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"cancelled {len(purged)} upload session(s) idle for {args.older_than:g} h")
         elif args.command == "scrub":
             return scrub.run_command(args)
-    except (ConfigError, ValueError) as exc:
+    except (ConfigError, ValueError, MissingExtra) as exc:
         print(f"docker-registry-wsgi: {exc}", file=sys.stderr)
         return 2
     return 0

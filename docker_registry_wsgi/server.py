@@ -14,6 +14,7 @@ import os
 from typing import Any, Callable, Iterable
 
 from .app import Registry
+from .extras import require
 from .usage import DEFAULT_TOUCH_INTERVAL
 from .errors import NotFound
 from .auth import config as auth_config
@@ -82,6 +83,7 @@ def build_app(namespace: argparse.Namespace) -> WSGIApp:
 
 def serve(namespace: argparse.Namespace) -> None:
     """Run gunicorn (gthread) in this process until it is stopped."""
+    require("gunicorn", "server", "the standalone server")
     from gunicorn.app.base import BaseApplication
 
     workers = namespace.workers
