@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from .digests import Digest, Hasher, digest_bytes, new_hasher, parse_digest, restore_hasher
+from .hashers import UnknownHashState
 from .errors import (
     BlobUnknown,
     BlobUploadInvalid,
@@ -285,8 +286,15 @@ class RegistryContent:
             message="the upload changed or is in use by another request; continue from its Range",
         )
 
+    def _hasher(self, upload: Upload) -> Hasher:
+        """The session's running hash, continued from its recorded state."""
+        try:
+            return restore_hasher(upload.algorithm, upload.hash_state)
+        except UnknownHashState as exc:
+            raise BlobUploadInvalid({"upload": upload.id}, message=f"cannot continue the upload here: {exc}") from None
+
     def _write(self, upload: Upload, chunks: Iterable[bytes], length: int | None) -> Hasher:
-        hasher = restore_hasher(upload.algorithm, upload.hash_state)
+        hasher = self._hasher(upload)
         stream = _Hashing(chunks, hasher, length)
         try:
             state = self.storage.write_upload(
@@ -326,7 +334,7 @@ class RegistryContent:
         if chunks is not None:
             hasher = self._write(upload, chunks, length)
         else:
-            hasher = restore_hasher(upload.algorithm, upload.hash_state)
+            hasher = self._hasher(upload)
         if digest.algorithm != upload.algorithm:
             actual = self._rehash(upload, digest.algorithm)
         else:
