@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import base64
 import json
+import queue
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from typing import Iterable, Iterator
@@ -154,22 +156,63 @@ _LEGACY_UPLOAD_PREFIXES = ("uploads/", "staging/")
 
 
 class _Hashing:
-    """Feeds every chunk to a hasher and counts bytes on the way to storage; no copies."""
+    """Feeds every chunk to a hasher and counts bytes on the way to storage; no copies.
+
+    A body that may be large (``limit`` unknown or at least :data:`_HASH_THREAD_AT`) is hashed
+    on a thread of its own while this one receives and writes: the OpenSSL hasher releases the
+    GIL, so hashing overlaps the socket and the disk. At most :data:`_HASH_QUEUE` chunks wait
+    for it; the hash is whole once the iteration ends.
+    """
 
     def __init__(self, chunks: Iterable[bytes], hasher: Hasher, limit: int | None) -> None:
         self.chunks, self.hasher, self.limit, self.count = chunks, hasher, limit, 0
 
     def __iter__(self) -> Iterator[bytes]:
-        update = self.hasher.update
+        if self.limit is not None and self.limit < _HASH_THREAD_AT:
+            update = self.hasher.update
+            for chunk in self._counted():
+                update(chunk)
+                yield chunk
+            return
+        pending: queue.Queue[bytes | None] = queue.Queue(_HASH_QUEUE)
+        failure: list[BaseException] = []
+
+        def hash_in_turn() -> None:
+            update = self.hasher.update
+            while (chunk := pending.get()) is not None:
+                if not failure:
+                    try:
+                        update(chunk)
+                    except BaseException as exc:  # handed to the request's thread below
+                        failure.append(exc)
+
+        worker = threading.Thread(target=hash_in_turn, name="upload-hash", daemon=True)
+        worker.start()
+        try:
+            for chunk in self._counted():
+                pending.put(chunk)
+                yield chunk
+        finally:
+            pending.put(None)
+            worker.join()
+        if failure:
+            raise failure[0]
+
+    def _counted(self) -> Iterator[bytes]:
         for chunk in self.chunks:
             self.count += len(chunk)
             if self.limit is not None and self.count > self.limit:
                 raise SizeInvalid({"expected": self.limit}, message="body longer than declared")
-            update(chunk)
             yield chunk
         if self.limit is not None and self.count != self.limit:
             raise SizeInvalid({"expected": self.limit, "received": self.count},
                               message="body shorter than declared")
+
+
+#: Bodies at least this long (or of unknown length) are hashed on a thread of their own.
+_HASH_THREAD_AT = 4 << 20
+#: Chunks (of at most 1 MiB) that may wait for the hashing thread.
+_HASH_QUEUE = 4
 
 
 class RegistryContent:
