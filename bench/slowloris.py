@@ -11,7 +11,8 @@ each on a new connection, and records whether and how fast each was answered:
   never end (slowloris);
 * body: ``POST`` an upload session, then ``PATCH`` it with ``Content-Length`` ``--body-length``
   and send ``--body-rate`` bytes every second (a slow-body upload, "R.U.D.Y.");
-* both: ``count`` of each at once.
+* both: ``count`` of each at once;
+* idle: connections that send nothing at all (not run unless asked for with ``--kinds``).
 
 A slow connection the server closes is opened again, as an attacker would. In every phase with
 slow bodies, one legitimate slow upload (``--legit-bytes`` at ``--legit-rate`` bytes per second)
@@ -48,7 +49,8 @@ REPO = "bench/slow"
 IMAGE = "bench/slowimage"
 MANIFEST_ACCEPT = ("application/vnd.oci.image.manifest.v1+json, "
                    "application/vnd.docker.distribution.manifest.v2+json")
-KINDS = ("header", "body", "both")
+KINDS = ("header", "body", "both", "idle")
+DEFAULT_KINDS = ("header", "body", "both")
 #: Slow connections opened per turn of the attacker's loop: a ramp, not a SYN flood.
 OPEN_PER_TURN = 50
 #: Seconds a slow body's POST may take before that attacker gives up and starts again.
@@ -127,9 +129,9 @@ class Attacker:
     """Keeps ``headers`` slow-header and ``bodies`` slow-body connections open, in one thread."""
 
     def __init__(self, host: str, port: int, headers: int, bodies: int, settings: Settings,
-                 legit: bool) -> None:
+                 legit: bool, idle: int = 0) -> None:
         self.host, self.port = host, port
-        self.want = {"header": headers, "body": bodies}
+        self.want = {"header": headers, "body": bodies, "idle": idle}
         self.settings = settings
         self.legit_wanted = legit
         self.legit_result = "not started" if legit else "-"
@@ -163,8 +165,7 @@ class Attacker:
 
     def ready(self) -> bool:
         """Every wanted slow connection is open and has started its slow part."""
-        return (self.active("header") >= self.want["header"]
-                and self.active("body") >= self.want["body"])
+        return all(self.active(role) >= count for role, count in self.want.items())
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -187,10 +188,10 @@ class Attacker:
 
     def _open_missing(self, now: float) -> None:
         budget = OPEN_PER_TURN
-        for role in ("header", "body"):
+        for role in ("header", "body", "idle"):
             missing = self.want[role] - self._count(role)
             for _ in range(max(0, min(missing, budget))):
-                self._open("header" if role == "header" else "post", now)
+                self._open("post" if role == "body" else role, now)
                 budget -= 1
         if self.legit_wanted and not self._legit_started and self.ready():
             self._legit_started = True
@@ -203,6 +204,9 @@ class Attacker:
             return None
         sock.setblocking(False)
         conn = _Slow(role, sock, now)
+        if role == "idle":
+            conn.sent, conn.next_send = 1, now + 1e9  # connected is all it ever does
+            self.established += 1
         self.conns.add(conn)
         self.selector.register(sock, selectors.EVENT_READ, conn)
         return conn
@@ -224,7 +228,7 @@ class Attacker:
             return False
 
     def _server_closed(self, conn: _Slow) -> None:
-        if conn.role in ("header", "body"):
+        if conn.role in ("header", "body", "idle"):
             self.closed_by_server += 1
         if conn.role in ("legit", "legit-post"):
             self.legit_result = f"connection closed after {conn.sent} bytes"
@@ -389,7 +393,8 @@ def run_phase(base: str, blob: str, kind: str, count: int, seconds: float,
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     headers = count if kind in ("header", "both") else 0
     bodies = count if kind in ("body", "both") else 0
-    attacker = Attacker(host, port, headers, bodies, settings, legit=bodies > 0)
+    attacker = Attacker(host, port, headers, bodies, settings, legit=bodies > 0,
+                        idle=count if kind == "idle" else 0)
     result = PhaseResult(kind, count, seconds)
     attacker.start()
     try:
@@ -434,7 +439,8 @@ def render(results: dict[str, list[PhaseResult]], timeout: float) -> str:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     p.add_argument("--counts", default="16,32,200", help="slow connections per kind, comma-separated")
-    p.add_argument("--kinds", default=",".join(KINDS), help=f"phases to run, of {','.join(KINDS)}")
+    p.add_argument("--kinds", default=",".join(DEFAULT_KINDS),
+                   help=f"phases to run, of {','.join(KINDS)} (default {','.join(DEFAULT_KINDS)})")
     p.add_argument("--seconds", type=float, default=20.0, help="probing time per phase (default 20)")
     p.add_argument("--servers", default="ours", help="servers to start: ours, distribution (comma-separated)")
     p.add_argument("--url", help="probe this running server instead of starting any")
