@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import random
 import selectors
 import shutil
@@ -85,6 +86,9 @@ class PhaseResult:
     established: int = 0
     closed_by_server: int = 0
     legit: str = "-"
+    #: Peak memory of all the server's processes during the phase (when this script started it).
+    peak_mib: float | None = None
+    peak_threads: int | None = None
 
     @property
     def probes(self) -> int:
@@ -108,6 +112,7 @@ class PhaseResult:
             "p50_ms": round(self.percentile(50, timeout), 1), "p99_ms": round(self.percentile(99, timeout), 1),
             "failures": self.failures, "established": self.established,
             "closed_by_server": self.closed_by_server, "legit_slow_upload": self.legit,
+            "server_peak_rss_mib": self.peak_mib, "server_peak_threads": self.peak_threads,
         }
 
 
@@ -416,20 +421,41 @@ def run_phase(base: str, blob: str, kind: str, count: int, seconds: float,
     return result
 
 
+class ThreadSampler(servers.RssSampler):
+    """RssSampler that also records the peak number of threads of the server's processes."""
+
+    peak_threads = 0
+
+    def _run(self) -> None:
+        sampler = threading.Thread(target=super()._run, daemon=True)
+        sampler.start()
+        while not self._stop.is_set():
+            count = 0
+            for pid in self.server.pids():
+                try:
+                    count += len(os.listdir(f"/proc/{pid}/task"))
+                except OSError:
+                    pass
+            self.peak_threads = max(self.peak_threads, count)
+            self._stop.wait(0.2)
+        sampler.join(5)
+
+
 def render(results: dict[str, list[PhaseResult]], timeout: float) -> str:
     """One aligned table of every phase of every server."""
     rows = [("server", "slow", "count", "probes", "<=1s %", "p50 ms", "p99 ms", "failed",
-             "closed", "legit slow upload")]
+             "closed", "RSS MiB", "threads", "legit slow upload")]
     for server, phases in results.items():
         for r in phases:
             failed = ", ".join(f"{k} {v}" for k, v in sorted(r.failures.items())) or "0"
             rows.append((server, r.kind, str(r.count), str(r.probes), f"{r.answered_within():.1f}",
                          f"{r.percentile(50, timeout):.0f}", f"{r.percentile(99, timeout):.0f}",
-                         failed, str(r.closed_by_server), r.legit))
+                         failed, str(r.closed_by_server), "-" if r.peak_mib is None else f"{r.peak_mib:.0f}",
+                         "-" if r.peak_threads is None else str(r.peak_threads), r.legit))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = []
     for n, row in enumerate(rows):
-        lines.append("  ".join(c.ljust(w) if i in (0, 1, 7, 9) else c.rjust(w)
+        lines.append("  ".join(c.ljust(w) if i in (0, 1, 7, 11) else c.rjust(w)
                                for i, (c, w) in enumerate(zip(row, widths))).rstrip())
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
@@ -459,13 +485,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def measure(base: str, counts: list[int], kinds: list[str], seconds: float,
-            settings: Settings, log: bool = True) -> list[PhaseResult]:
-    """Every phase against the server at ``base``, a short pause between them."""
+            settings: Settings, log: bool = True, server: servers.Server | None = None) -> list[PhaseResult]:
+    """Every phase against the server at ``base``, a short pause between them; with ``server``
+    (one this script started), also its peak memory and thread count in each phase."""
     blob = setup(base)
     out = []
     for count in counts:
         for kind in kinds:
-            result = run_phase(base, blob, kind, count, seconds, settings)
+            if server is None:
+                result = run_phase(base, blob, kind, count, seconds, settings)
+            else:
+                with ThreadSampler(server, interval=0.05) as sampler:
+                    result = run_phase(base, blob, kind, count, seconds, settings)
+                result.peak_mib = round(sampler.peak_sum_kib / 1024, 1)
+                result.peak_threads = sampler.peak_threads
             if log:
                 print(f"  {kind} x{count}: {result.answered_within():.1f}% within 1 s, "
                       f"p99 {result.percentile(99, settings.probe_timeout):.0f} ms, "
@@ -501,7 +534,8 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit(f"unknown server {name!r}")
                 try:
                     print(f"{name}:", file=sys.stderr, flush=True)
-                    results[name] = measure(server.base, counts, kinds, args.seconds, settings)
+                    results[name] = measure(server.base, counts, kinds, args.seconds, settings,
+                                            server=server)
                 finally:
                     server.stop()
         finally:

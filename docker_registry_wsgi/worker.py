@@ -54,6 +54,10 @@ HEAD_BUFFER_LIMIT = 64 << 10
 _MORE, _WHOLE, _GONE = object(), object(), object()
 #: Connections accepted per readiness event of a listener.
 ACCEPT_BURST = 64
+#: A connection younger than this (in seconds) is not closed to make room for new ones.
+EVICT_AGE = 1.0
+#: Seconds without accepting after running out of file descriptors with no connection to spare.
+ACCEPT_PAUSE = 0.5
 #: Seconds a stopping worker still waits for the heads being received.
 STOP_LINGER = 2.0
 #: A graceful close waits this long, and reads at most this much, for the client to close.
@@ -266,6 +270,8 @@ class Connection(gthread.TConn):  # type: ignore[misc]
                  linger: Callable[["Connection"], None]) -> None:
         super().__init__(cfg, sock, client, server)
         self.head = bytearray()
+        #: When the loop started waiting for this head, and when it stops waiting.
+        self.since = 0.0
         self.deadline = 0.0
         self.registered = False
         self.drained = 0
@@ -309,7 +315,8 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
         #: Connections closed gracefully, waiting for the client's end, by deadline.
         self.lingering: dict[Connection, float] = {}
         self.stop_deadline: float | None = None
-        #: No "cannot accept" warning again before this time (one every 10 s at most).
+        #: Out of file descriptors: no accepting before this time; no warning again before that.
+        self.accept_paused_until = 0.0
         self.quiet_until = 0.0
 
     def init_process(self) -> None:
@@ -337,17 +344,19 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
 
     def accept(self, listener: Any) -> None:
         for _ in range(ACCEPT_BURST):
-            if self.nr_conns >= self.worker_connections and not (self.reading or self.keepalived_conns):
+            if self.nr_conns >= self.worker_connections and not self._evictable():
                 return
             try:
                 raw, client = listener.accept()
             except OSError as exc:
                 if exc.errno in (errno.EMFILE, errno.ENFILE):
                     # Out of file descriptors: free one if a connection can make room.
-                    if self.reading or self.keepalived_conns:
+                    if self._evictable():
                         self._make_room()
                         continue
                     now = time.monotonic()
+                    self.accept_paused_until = now + ACCEPT_PAUSE
+                    super().set_accept_enabled(False)
                     if now >= self.quiet_until:
                         self.log.warning("cannot accept connections: %s", exc)
                         self.quiet_until = now + 10.0
@@ -381,7 +390,8 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
             conn.sock.setblocking(False)
         outcome = self._take(conn)
         if outcome is _MORE:
-            conn.deadline = time.monotonic() + self.header_timeout
+            conn.since = time.monotonic()
+            conn.deadline = conn.since + self.header_timeout
             if self.stop_deadline is not None:
                 conn.deadline = min(conn.deadline, self.stop_deadline)
             self.reading[conn] = None
@@ -503,21 +513,36 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
             if deadline > now:
                 break
             self._end_linger(conn)
-        if not self._accepting and self.alive and (self.reading or self.keepalived_conns):
+        if not self._accepting and self.alive and self._evictable():
             self.set_accept_enabled(True)
 
     def set_accept_enabled(self, enabled: bool) -> None:
-        """gthread stops accepting at ``worker_connections``; this worker goes on while it can make room."""
-        if not enabled and self.alive and (self.reading or self.keepalived_conns):
-            enabled = True
+        """gthread stops accepting at ``worker_connections``; this worker goes on while a connection
+        can make room, and pauses a moment when out of file descriptors with none to spare."""
+        if self.alive:
+            evictable = self._evictable()
+            if not enabled and evictable:
+                enabled = True
+            elif enabled and not evictable and time.monotonic() < self.accept_paused_until:
+                enabled = False
         super().set_accept_enabled(enabled)
 
-    def _make_room(self) -> None:
-        """At the cap: close the connection that has gone longest without a request, if any.
+    def _evictable(self) -> bool:
+        """Whether a connection has gone at least ``EVICT_AGE`` seconds without a whole request.
 
-        First those still sending a head (the oldest first), then kept-alive idle ones.
+        Younger ones are spared: a client that has just connected may not have sent its head
+        yet, and closing it would let an attacker who reconnects fast push everyone else out.
         """
-        if self.reading:
+        old = time.monotonic() - EVICT_AGE
+        if self.reading and next(iter(self.reading)).since <= old:
+            return True
+        return bool(self.keepalived_conns) and self.keepalived_conns[0].timeout - self.cfg.keepalive <= old
+
+    def _make_room(self) -> None:
+        """At the cap: close the connection that has gone longest without a request (callers check
+        :meth:`_evictable` first): those still sending a head, the oldest first, then kept-alive
+        idle ones."""
+        if self.reading and next(iter(self.reading)).since <= time.monotonic() - EVICT_AGE:
             conn = next(iter(self.reading))
             self.log.debug("closing %s to make room: no complete request head yet", conn.client)
             self._drop(conn)
