@@ -119,7 +119,8 @@ class Crew:
                 self._start()
 
     def shutdown(self, wait: bool = True) -> None:
-        """Start nothing more; parked threads end (running calls finish; ``wait`` is not supported)."""
+        """Start nothing more: parked threads end, running calls finish, queued ones never start
+        (``wait`` is accepted for gthread's sake and ignored)."""
         with self._lock:
             self._stopped = True
             parked, self._parked = self._parked, []
@@ -172,11 +173,17 @@ class Crew:
             slot.call = None
             self._parked.append(slot)
         slot.wake.acquire()  # held again afterwards: ready for the next park
-        self._local.turn = slot.call is not None
+        if slot.call is None:  # shut down
+            with self._lock:
+                self._threads -= 1
+            return None
+        self._local.turn = True
         return slot.call
 
 
 class _Call:
+    """A queued call and the future that gets its result."""
+
     __slots__ = ("future", "fn", "args")
 
     def __init__(self, future: Future[Any], fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
@@ -199,11 +206,11 @@ class ClientSocket(socket.socket):
     """A client connection that says when a request's thread is about to wait on the client.
 
     ``on_wait``, if set, is called before each blocking call that may wait: a receive, a send
-    that does not fit in the send buffer at once, a ``sendfile``. Blocking
-    receives end at ``SO_RCVTIMEO`` with :class:`ClientTimeout`: the kernel reports that timeout
-    as ``EAGAIN``, which code reading a body takes for a server fault; as a
-    :class:`ConnectionError` it is the client's (the registry answers it as a failed upload).
-    Non-blocking calls (the event loop's) are left as they are.
+    that does not fit in the send buffer at once, a ``sendfile``. Blocking receives end at
+    ``SO_RCVTIMEO`` with :class:`ClientTimeout`: the kernel reports that timeout as ``EAGAIN``,
+    which code reading a body takes for a server fault; as a :class:`ConnectionError` it is the
+    client's (the registry answers it as a failed upload). Non-blocking calls (the event
+    loop's) are left as they are.
     """
 
     __slots__ = ("on_wait",)

@@ -8,13 +8,16 @@ the answers come is measured by ``bench/slowloris.py`` (docs/deploy.rst).
 
 from __future__ import annotations
 
+import io
 import json
+import math
 import os
 import socket
-from pathlib import Path
-from typing import Iterator
+from contextlib import redirect_stderr
+from typing import Callable, Iterator
 
 import pytest
+from hypothesis import given, strategies as st
 
 from docker_registry_wsgi.cli import main, parser
 from docker_registry_wsgi.worker import ThreadWorker
@@ -63,6 +66,41 @@ def test_bad_slow_client_options_exit_2(argv: list[str], capsys: pytest.CaptureF
     assert f"argument {argv[0]}: must be" in capsys.readouterr().err
 
 
+def _parsed(option: str, text: str) -> object:
+    """The value ``serve`` parses from ``option text``, or None if it refuses it (exit 2)."""
+    with redirect_stderr(io.StringIO()):
+        try:
+            args = parser().parse_args(["serve", option, text])
+        except SystemExit as exc:
+            assert exc.code == 2
+            return None
+    return getattr(args, option[2:].replace("-", "_"))
+
+
+def _number(convert: Callable[[str], float], text: str) -> float | None:
+    try:
+        return convert(text)
+    except ValueError:
+        return None
+
+
+@given(st.one_of(st.text(max_size=8), st.integers().map(str)))
+def test_max_connections_is_a_whole_number_of_at_least_1(text: str) -> None:
+    value = _number(int, text)
+    assert _parsed("--max-connections", text) == (value if value is not None and value >= 1 else None)
+
+
+@given(st.one_of(st.text(max_size=8), st.floats().map(str), st.integers().map(str)))
+def test_timeouts_are_finite_seconds(text: str) -> None:
+    """--header-timeout must be above 0; --body-timeout may also be 0 (no limit)."""
+    value = _number(float, text)
+    header = body = None
+    if value is not None and math.isfinite(value):
+        header = value if value > 0 else None
+        body = value if value >= 0 else None
+    assert (_parsed("--header-timeout", text), _parsed("--body-timeout", text)) == (header, body)
+
+
 def test_bad_environment_value_exits_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("REGISTRY_BODY_TIMEOUT", "soon")
     with pytest.raises(SystemExit) as exc:
@@ -86,8 +124,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]
     """The standalone server with its defaults (a worker per core, 8 threads), except timeouts
     long enough that no slow connection is closed while a test runs."""
     base = tmp_path_factory.mktemp("server")
-    with RegistryServer(base / "data", log_path=base / "registry.log",
-                        extra_args=["--header-timeout", "600", "--body-timeout", "600"]) as srv:
+    srv = RegistryServer(base / "data", log_path=base / "registry.log",
+                         extra_args=["--header-timeout", "600", "--body-timeout", "600"])
+    with srv:
         yield srv
 
 

@@ -259,8 +259,9 @@ def _closed_by_server(sock: socket.socket) -> bool:
 def one_thread(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
     """One worker with one thread: whatever holds that thread stops the server."""
     base = tmp_path_factory.mktemp("one-thread")
-    with RegistryServer(base / "data", log_path=base / "registry.log",
-                        extra_args=["--workers", "1", "--threads", "1"]) as server:
+    server = RegistryServer(base / "data", log_path=base / "registry.log",
+                            extra_args=["--workers", "1", "--threads", "1"])
+    with server:
         yield server
 
 
