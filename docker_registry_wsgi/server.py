@@ -1,6 +1,8 @@
-"""The standalone registry: the WSGI app built from options, served by gunicorn's gthread worker.
+"""The standalone registry: the WSGI app built from options, served by gunicorn.
 
-gthread because it streams ``Transfer-Encoding: chunked`` bodies and sets
+The worker is :class:`.worker.ThreadWorker`: gthread's, with request heads read in its event
+loop, requests that wait on a slow client letting others run, and a receive timeout on bodies,
+so that slow clients do not hold up the others (docs/deploy.rst). gthread because it streams ``Transfer-Encoding: chunked`` bodies and sets
 ``wsgi.input_terminated``, sends files with ``sendfile`` through ``wsgi.file_wrapper``, and does
 not kill a long upload at its timeout (the sync worker does; waitress spools whole bodies to
 disk first and refuses bodies over 1 GiB by default).
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 from typing import Any, Callable, Iterable
 
@@ -36,7 +39,24 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str] | None = 
     group.add_argument("--workers", type=int, default=int(env.get("REGISTRY_WORKERS", str(cores))),
                        help="worker processes (env REGISTRY_WORKERS; default: one per core)")
     group.add_argument("--threads", type=int, default=int(env.get("REGISTRY_THREADS", "8")),
-                       help="threads per worker (env REGISTRY_THREADS; default 8)")
+                       help="requests a worker runs at once; one waiting on a slow client lets "
+                            "another run meanwhile, in a thread of its own "
+                            "(env REGISTRY_THREADS; default 8)")
+    group.add_argument("--max-connections", type=_count,
+                       default=env.get("REGISTRY_MAX_CONNECTIONS", "1000"),
+                       help="open connections per worker, idle or not; at the cap, those that have "
+                            "not sent a complete request for the longest are closed to make room "
+                            "(env REGISTRY_MAX_CONNECTIONS; default 1000)")
+    group.add_argument("--header-timeout", type=_seconds(zero=False),
+                       default=env.get("REGISTRY_HEADER_TIMEOUT", "20"),
+                       help="seconds a client has to send a whole request head, from connecting "
+                            "or from the first byte of a kept-alive connection's next request "
+                            "(env REGISTRY_HEADER_TIMEOUT; default 20)")
+    group.add_argument("--body-timeout", type=_seconds(zero=True),
+                       default=env.get("REGISTRY_BODY_TIMEOUT", "60"),
+                       help="seconds a request body may send nothing before the request fails, "
+                            "0 for no limit; a slow but steady body is not cut "
+                            "(env REGISTRY_BODY_TIMEOUT; default 60)")
     group.add_argument("--access-log", action="store_true",
                        default=env.get("REGISTRY_ACCESS_LOG", "") not in ("", "0", "false"),
                        help="log every request to stderr (env REGISTRY_ACCESS_LOG)")
@@ -50,6 +70,30 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str] | None = 
                             "be longer (env REGISTRY_TOUCH_INTERVAL; default %(default)g)")
     storage_config.add_arguments(parser, env)
     auth_config.add_arguments(parser, env)
+
+
+def _count(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1: {text!r}")
+    return value
+
+
+def _seconds(zero: bool) -> Callable[[str], float]:
+    """An argparse type: a finite number of seconds, above 0 (or also 0 when ``zero``)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(f"must be a number of seconds {'>=' if zero else '>'} 0: {text!r}")
+        return value
+    return parse
 
 
 def _not_found(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -82,9 +126,11 @@ def build_app(namespace: argparse.Namespace) -> WSGIApp:
 
 
 def serve(namespace: argparse.Namespace) -> None:
-    """Run gunicorn (gthread) in this process until it is stopped."""
+    """Run gunicorn (this package's gthread worker) in this process until it is stopped."""
     require("gunicorn", "server", "the standalone server")
     from gunicorn.app.base import BaseApplication
+
+    from .worker import ThreadWorker
 
     workers = namespace.workers
     if namespace.storage == "memory" and workers != 1:
@@ -97,7 +143,9 @@ def serve(namespace: argparse.Namespace) -> None:
         "bind": f"{namespace.host}:{namespace.port}",
         "workers": workers,
         "threads": namespace.threads,
-        "worker_class": "gthread",
+        "worker_connections": namespace.max_connections,
+        "worker_class": ThreadWorker.configured(header_timeout=namespace.header_timeout,
+                                                body_timeout=namespace.body_timeout),
         "keepalive": 75,
         "timeout": 120,
         "accesslog": "-" if namespace.access_log else None,
