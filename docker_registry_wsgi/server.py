@@ -11,12 +11,18 @@ disk first and refuses bodies over 1 GiB by default).
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import math
 import os
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Protocol
 
+from . import webhooks
 from .app import Registry
+from .gc import DEFAULT_GRACE, Collector, PeriodicCollector
+from .retention import RetentionPolicy
+from .storage.base import Storage
+from .usage import UsageRecords
 from .extras import require
 from .usage import DEFAULT_TOUCH_INTERVAL
 from .errors import NotFound
@@ -68,8 +74,23 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str] | None = 
                        default=float(env.get("REGISTRY_TOUCH_INTERVAL", str(DEFAULT_TOUCH_INTERVAL))),
                        help="rewrite a blob's usage record at most this often; gc's --grace must "
                             "be longer (env REGISTRY_TOUCH_INTERVAL; default %(default)g)")
+    collect = parser.add_argument_group("garbage collection")
+    collect.add_argument("--gc-interval", type=float, metavar="HOURS",
+                         default=float(env.get("REGISTRY_GC_INTERVAL", "0")),
+                         help="collect garbage every HOURS in one of the workers (env "
+                              "REGISTRY_GC_INTERVAL; default 0: never, run `gc` from cron)")
+    collect.add_argument("--gc-grace", type=float, metavar="HOURS",
+                         default=float(env.get("REGISTRY_GC_GRACE", str(DEFAULT_GRACE / 3600))),
+                         help="the periodic collection's grace period (env REGISTRY_GC_GRACE; "
+                              "default %(default)g)")
+    collect.add_argument("--gc-delete-untagged", action="store_true",
+                         default=env.get("REGISTRY_GC_DELETE_UNTAGGED", "") in ("1", "true", "yes"),
+                         help="the periodic collection also deletes untagged manifests")
+    collect.add_argument("--gc-retention", metavar="FILE", default=env.get("REGISTRY_GC_RETENTION"),
+                         help="retention rules for the periodic collection (env REGISTRY_GC_RETENTION)")
     storage_config.add_arguments(parser, env)
     auth_config.add_arguments(parser, env)
+    webhooks.add_arguments(parser, env)
 
 
 def _count(text: str) -> int:
@@ -113,16 +134,49 @@ def _boolean(value: bool | str, variable: str) -> bool:
     raise ValueError(f"{variable}={value!r}: expected true or false")
 
 
-def build_app(namespace: argparse.Namespace) -> WSGIApp:
-    """The WSGI app the options describe: the registry, and any extra app (token issuer) beside it."""
+class Background(Protocol):
+    """A job a worker runs beside the app: the webhook dispatcher, the periodic collector."""
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = ...) -> None: ...
+
+
+def build_app(namespace: argparse.Namespace, background: list[Background] | None = None) -> WSGIApp:
+    """The WSGI app the options describe: the registry, and any extra app (token issuer) beside it.
+
+    Jobs to run beside it (webhook delivery, periodic garbage collection) are appended to
+    ``background``, not started: the caller starts them in each worker, after the fork.
+    """
     delete_enabled = _boolean(namespace.delete_enabled, "REGISTRY_DELETE_ENABLED")
     storage = storage_config.build(namespace)
     auth, extra = auth_config.build(namespace)
     registry = Registry(storage=storage, auth=auth, delete_enabled=delete_enabled,
                         touch_interval=namespace.touch_interval)
+    hooks = webhooks.build(namespace)
+    if hooks is not None:
+        dispatcher = webhooks.install(registry, hooks)
+        if background is not None:
+            background.append(dispatcher)
+    if namespace.gc_interval > 0:
+        periodic = _periodic_collector(namespace, storage)
+        if background is not None:
+            background.append(periodic)
     if not extra:
         return registry
     return RegistryMiddleware(_not_found, registry, extra)
+
+
+def _periodic_collector(namespace: argparse.Namespace, storage: Storage) -> PeriodicCollector:
+    retention = RetentionPolicy.from_file(namespace.gc_retention) if namespace.gc_retention else None
+    usage = UsageRecords(storage, touch_interval=namespace.touch_interval)
+
+    def make() -> Collector:
+        return Collector(storage, grace=namespace.gc_grace * 3600, usage=usage,
+                         delete_untagged=namespace.gc_delete_untagged, retention=retention)
+
+    make()  # a grace period too short for the touch interval fails now, not in a worker
+    return PeriodicCollector(storage, namespace.gc_interval * 3600, make)
 
 
 def serve(namespace: argparse.Namespace) -> None:
@@ -151,6 +205,8 @@ def serve(namespace: argparse.Namespace) -> None:
         "accesslog": "-" if namespace.access_log else None,
         "errorlog": "-",
         "loglevel": "info",
+        # gunicorn 27's control socket is one path per user: servers would share it.
+        "control_socket_disable": True,
     }
 
     class _Server(BaseApplication):  # type: ignore[misc]
@@ -159,6 +215,12 @@ def serve(namespace: argparse.Namespace) -> None:
                 self.cfg.set(key, value)
 
         def load(self) -> WSGIApp:
-            return build_app(namespace)
+            # In each worker, after the fork: threads started in the master would not survive it.
+            background: list[Background] = []
+            app = build_app(namespace, background)
+            for job in background:
+                job.start()
+                atexit.register(job.stop, 10)
+            return app
 
     _Server().run()

@@ -50,6 +50,7 @@ from urllib.parse import urlsplit
 from . import __version__
 from .events import ACTIONS, Event, microseconds, parse_actions
 from .retention import _REPOSITORY_CHARACTERS, RetentionError, _check_glob, format_duration, parse_duration
+from .leases import Lease
 from .storage.base import KeyNotFound, Storage, StorageError, VersionConflict
 
 if TYPE_CHECKING:
@@ -451,57 +452,6 @@ class _Backoff:
         self.failures, self.next_attempt = 0, 0.0
 
 
-class _Lease:
-    """Which dispatcher delivers: ``{"owner", "expires"}`` under one key, taken and renewed by swap."""
-
-    def __init__(self, storage: Storage, key: str, owner: str, ttl: float) -> None:
-        self.storage, self.key, self.owner, self.ttl = storage, key, owner, ttl
-        self.expires = 0.0
-        self._lock = threading.Lock()
-
-    def hold(self, now: float) -> bool:
-        """Whether this dispatcher holds the lease now, renewing it once a third of it has passed."""
-        with self._lock:
-            if self.expires - now > self.ttl * 2 / 3:
-                return True
-            try:
-                data, version = self.storage.read_versioned(self.key)
-            except KeyNotFound:
-                data, version = None, None
-            if data is not None:
-                try:
-                    doc = json.loads(data)
-                    owner, expires = str(doc["owner"]), float(doc["expires"])
-                except (ValueError, KeyError, TypeError):
-                    owner, expires = "", 0.0  # unreadable: taken over like an expired one
-                if owner != self.owner and expires > now:
-                    self.expires = 0.0
-                    return False
-            try:
-                self.storage.swap(self.key, self._doc(now + self.ttl), version)
-            except VersionConflict:
-                self.expires = 0.0
-                return False
-            self.expires = now + self.ttl
-            return True
-
-    def release(self, now: float) -> None:
-        """Give the lease up (if held), so that another dispatcher takes it without waiting."""
-        with self._lock:
-            if self.expires <= now:
-                return
-            self.expires = 0.0
-            try:
-                data, version = self.storage.read_versioned(self.key)
-                if json.loads(data).get("owner") == self.owner:
-                    self.storage.swap(self.key, self._doc(0.0), version)
-            except (KeyNotFound, VersionConflict, ValueError, AttributeError):
-                pass
-
-    def _doc(self, expires: float) -> bytes:
-        return json.dumps({"owner": self.owner, "expires": expires, "nonce": secrets.token_hex(6)}).encode()
-
-
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
     """A 3xx answer counts as delivered, as distribution counts it; it is not followed."""
 
@@ -545,7 +495,7 @@ class Dispatcher:
         if lease_ttl < 3 * longest:
             raise ValueError(f"lease_ttl {lease_ttl:g} s must be at least three endpoint timeouts ({3 * longest:g} s)")
         owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-        self._lease = _Lease(storage, config.prefix + "lease", owner, lease_ttl)
+        self._lease = Lease(storage, config.prefix + "lease", owner, lease_ttl)
         self._backoff = {e.name: _Backoff() for e in config.endpoints}
         self._opener = urllib.request.build_opener(_NoRedirects)
         self._stopping = threading.Event()

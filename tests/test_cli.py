@@ -224,3 +224,19 @@ def test_serve_delete_switch_refuses_a_misspelt_environment(monkeypatch: pytest.
     monkeypatch.setenv("REGISTRY_DELETE_ENABLED", "flase")
     with pytest.raises(ValueError, match="REGISTRY_DELETE_ENABLED='flase'"):
         build_app(parser().parse_args(["serve", "--storage", "memory"]))
+
+
+def test_serve_builds_its_background_jobs(tmp_path: Path) -> None:
+    """Webhook delivery and periodic collection are built with the app, started per worker."""
+    from docker_registry_wsgi.gc import PeriodicCollector
+    from docker_registry_wsgi.webhooks import Dispatcher
+
+    background: list[object] = []
+    build_app(parser().parse_args(["serve", "--root", str(tmp_path), "--webhook-url",
+                                   "http://127.0.0.1:9/hook", "--gc-interval", "6"]), background)
+    assert sorted(type(job).__name__ for job in background) == ["Dispatcher", "PeriodicCollector"]
+    assert isinstance(background[0], (Dispatcher, PeriodicCollector))
+    assert build_app(parser().parse_args(["serve", "--root", str(tmp_path)]), []) is not None
+    with pytest.raises(ValueError, match="touch interval"):
+        build_app(parser().parse_args(["serve", "--root", str(tmp_path), "--gc-interval", "1",
+                                       "--gc-grace", "0.5"]), [])
