@@ -346,8 +346,8 @@ class MeteredStorage(Storage):
         self.backend = backend or _backend_name(storage)
         self.min_chunk_size = storage.min_chunk_size
         self._errors = metrics.storage_errors
-        self._durations = {
-            operation: metrics.storage_duration.labels(self.backend, operation)
+        self._observe = {
+            operation: metrics.storage_duration.labels(self.backend, operation).observe
             for operation in _OPERATIONS
         }
 
@@ -368,7 +368,7 @@ class MeteredStorage(Storage):
             self._failed(operation, exc)
             raise
         finally:
-            self._durations[operation].observe(perf_counter() - started)
+            self._observe[operation](perf_counter() - started)
 
     def _iterate(self, operation: str, call: Callable[..., Iterable[_T]], *args: Any, **kwargs: Any) -> Iterator[_T]:
         """Start a listing now (so that its errors come at once), time it over its iteration."""
@@ -377,7 +377,7 @@ class MeteredStorage(Storage):
             iterator = iter(call(*args, **kwargs))
         except Exception as exc:
             self._failed(operation, exc)
-            self._durations[operation].observe(perf_counter() - started)
+            self._observe[operation](perf_counter() - started)
             raise
         return self._drain(operation, iterator, perf_counter() - started)
 
@@ -396,7 +396,7 @@ class MeteredStorage(Storage):
             self._failed(operation, exc)
             raise
         finally:
-            self._durations[operation].observe(spent)
+            self._observe[operation](spent)
 
     # -- objects ---------------------------------------------------------------------------------
 
@@ -447,7 +447,7 @@ class MeteredStorage(Storage):
                 self._failed("write_upload", exc)
             raise
         finally:
-            self._durations["write_upload"].observe(perf_counter() - started - source.waited)
+            self._observe["write_upload"](perf_counter() - started - source.waited)
 
     def open_upload(self, upload_id: str, version: str) -> BlobReader:
         return self._timed("open_upload", self.inner.open_upload, upload_id, version)

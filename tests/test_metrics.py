@@ -162,6 +162,20 @@ def test_exposition_has_every_metric_with_its_labels(app: webtest.TestApp, metri
     assert {"uploads", "manifest", "unmatched"} <= routes
 
 
+def test_the_docs_list_every_metric(repo_root: Path, metrics: RegistryMetrics) -> None:
+    """docs/operations.rst's table names each metric as scraped, with its type."""
+    import re
+
+    text = (repo_root / "docs" / "operations.rst").read_text()
+    documented = dict(re.findall(r"^``(registry_\w+)``\s+(counter|gauge|histogram|summary)\s", text, re.M))
+    exposed = {(f"{name}_total" if kind == "counter" else name): kind for name, (kind, _) in EXPECTED.items()}
+    assert documented == exposed
+    # Without multiprocess mode prometheus_client adds a "_created" time to each counter.
+    families = {f.name: f.type for f in text_string_to_metric_families(
+        webtest.TestApp(MetricsApp(metrics.registry)).get("/").text) if not f.name.endswith("_created")}
+    assert families == {name: kind for name, (kind, _) in EXPECTED.items()}
+
+
 def test_requests_by_route_method_and_status(app: webtest.TestApp, metrics: RegistryMetrics) -> None:
     data = b"x" * 1000
     digest = RegistryClient(app).push_blob("lib/app", data)
