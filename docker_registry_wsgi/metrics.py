@@ -338,11 +338,13 @@ class MeteredStorage(Storage):
     (:class:`KeyNotFound`, :class:`VersionConflict`, :class:`InvalidKey`) are not errors. A
     ``write_upload``'s time excludes the time spent waiting for the client's bytes, and an
     exception the client's stream raised there is not counted as a storage error. Listings are
-    timed over their whole iteration.
+    timed over their whole iteration. ``clock`` is the timer (seconds), injectable for tests.
     """
 
-    def __init__(self, storage: Storage, metrics: RegistryMetrics, backend: str | None = None) -> None:
+    def __init__(self, storage: Storage, metrics: RegistryMetrics, backend: str | None = None, *,
+                 clock: Callable[[], float] = perf_counter) -> None:
         self.inner = storage
+        self._clock = clock
         self.backend = backend or _backend_name(storage)
         self.min_chunk_size = storage.min_chunk_size
         self._errors = metrics.storage_errors
@@ -361,36 +363,36 @@ class MeteredStorage(Storage):
             self._errors.labels(self.backend, operation, _error_label(exc)).inc()
 
     def _timed(self, operation: str, call: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        started = perf_counter()
+        started = self._clock()
         try:
             return call(*args, **kwargs)
         except Exception as exc:
             self._failed(operation, exc)
             raise
         finally:
-            self._observe[operation](perf_counter() - started)
+            self._observe[operation](self._clock() - started)
 
     def _iterate(self, operation: str, call: Callable[..., Iterable[_T]], *args: Any, **kwargs: Any) -> Iterator[_T]:
         """Start a listing now (so that its errors come at once), time it over its iteration."""
-        started = perf_counter()
+        started = self._clock()
         try:
             iterator = iter(call(*args, **kwargs))
         except Exception as exc:
             self._failed(operation, exc)
-            self._observe[operation](perf_counter() - started)
+            self._observe[operation](self._clock() - started)
             raise
-        return self._drain(operation, iterator, perf_counter() - started)
+        return self._drain(operation, iterator, self._clock() - started)
 
     def _drain(self, operation: str, iterator: Iterator[_T], spent: float) -> Iterator[_T]:
         try:
             while True:
-                started = perf_counter()
+                started = self._clock()
                 try:
                     item = next(iterator)
                 except StopIteration:
                     return
                 finally:
-                    spent += perf_counter() - started
+                    spent += self._clock() - started
                 yield item
         except Exception as exc:
             self._failed(operation, exc)
@@ -438,8 +440,8 @@ class MeteredStorage(Storage):
     def write_upload(
         self, upload_id: str, version: str, chunks: Iterable[bytes], meta: Callable[[], bytes]
     ) -> UploadState:
-        source = _ClientChunks(chunks)
-        started = perf_counter()
+        source = _ClientChunks(chunks, self._clock)
+        started = self._clock()
         try:
             return self.inner.write_upload(upload_id, version, source, meta)
         except Exception as exc:
@@ -447,7 +449,7 @@ class MeteredStorage(Storage):
                 self._failed("write_upload", exc)
             raise
         finally:
-            self._observe["write_upload"](perf_counter() - started - source.waited)
+            self._observe["write_upload"](self._clock() - started - source.waited)
 
     def open_upload(self, upload_id: str, version: str) -> BlobReader:
         return self._timed("open_upload", self.inner.open_upload, upload_id, version)
@@ -482,8 +484,9 @@ _OPERATIONS = ("read", "write", "read_versioned", "swap", "size", "open", "delet
 class _ClientChunks:
     """The chunks of a ``write_upload``: notes the time spent waiting for them, and their failure."""
 
-    def __init__(self, chunks: Iterable[bytes]) -> None:
+    def __init__(self, chunks: Iterable[bytes], clock: Callable[[], float]) -> None:
         self._chunks = iter(chunks)
+        self._clock = clock
         self.waited = 0.0
         self.failed = False
 
@@ -491,7 +494,7 @@ class _ClientChunks:
         return self
 
     def __next__(self) -> bytes:
-        started = perf_counter()
+        started = self._clock()
         try:
             return next(self._chunks)
         except StopIteration:
@@ -500,7 +503,7 @@ class _ClientChunks:
             self.failed = True
             raise
         finally:
-            self.waited += perf_counter() - started
+            self.waited += self._clock() - started
 
 
 # -- exposition -----------------------------------------------------------------------------------
@@ -606,10 +609,10 @@ def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] | None
 def _parse_bind(text: str) -> tuple[str, int]:
     """``127.0.0.1:9102`` or ``[::1]:9102`` -> ``(host, port)``; ValueError naming the option."""
     host, sep, port = text.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not (re.fullmatch(r"[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\]", host) and sep
+            and re.fullmatch(r"[0-9]{1,5}", port) and 0 < int(port) < 65536):
         raise ValueError(f"--metrics-bind {text!r}: expected HOST:PORT, e.g. 127.0.0.1:9102")
-    return host, int(port)
+    return host.strip("[]"), int(port)
 
 
 def _bind_port(bind: str) -> str | None:
@@ -617,7 +620,7 @@ def _bind_port(bind: str) -> str | None:
     if bind.startswith(("unix:", "fd://")):
         return None
     _, sep, port = bind.rpartition(":")
-    return port if sep and port.isdigit() else None
+    return port if sep and re.fullmatch(r"[0-9]{1,5}", port) else None
 
 
 def child_exit(server: Any, worker: Any) -> None:

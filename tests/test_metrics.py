@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,6 +25,8 @@ from typing import Any, Iterator
 import pytest
 import requests
 import webtest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
@@ -37,6 +40,7 @@ from docker_registry_wsgi.auth.token import TokenAuth, load_public_keys
 from docker_registry_wsgi.gc import Collector, GCReport, Removal
 from docker_registry_wsgi.metrics import (
     ENDPOINT_KEY,
+    _length,
     MeteredStorage,
     MetricsApp,
     RegistryMetrics,
@@ -164,8 +168,6 @@ def test_exposition_has_every_metric_with_its_labels(app: webtest.TestApp, metri
 
 def test_the_docs_list_every_metric(repo_root: Path, metrics: RegistryMetrics) -> None:
     """docs/operations.rst's table names each metric as scraped, with its type."""
-    import re
-
     text = (repo_root / "docs" / "operations.rst").read_text()
     documented = dict(re.findall(r"^``(registry_\w+)``\s+(counter|gauge|histogram|summary)\s", text, re.M))
     exposed = {(f"{name}_total" if kind == "counter" else name): kind for name, (kind, _) in EXPECTED.items()}
@@ -366,6 +368,40 @@ def test_a_client_failing_mid_upload_is_not_a_storage_error(metrics: RegistryMet
                  backend="custom", operation="write_upload") == 1
 
 
+class _Clock:
+    """A timer that moves only when the test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_write_upload_time_leaves_out_the_wait_for_the_client(metrics: RegistryMetrics) -> None:
+    clock = _Clock()
+    storage = MeteredStorage(MemoryStorage(), metrics, clock=clock)
+    upload_id = new_upload_id()
+    state = storage.create_upload(upload_id, b"")
+
+    def slow_client() -> Iterator[bytes]:
+        for piece in (b"one", b"two"):
+            clock.now += 100.0  # the client takes 100 s to send each piece
+            yield piece
+
+    def slow_meta() -> bytes:
+        clock.now += 0.5  # the storage's own work: counted
+        return b"meta"
+
+    storage.write_upload(upload_id, state.version, slow_client(), slow_meta)
+    storage.abort_upload(upload_id)
+    samples = scrape(metrics)
+    labels = {"backend": "memory", "operation": "write_upload"}
+    assert value(samples, "registry_storage_operation_duration_seconds_sum", **labels) == 0.5
+    assert value(samples, "registry_storage_operation_duration_seconds_bucket", le="0.5", **labels) == 1
+    assert value(samples, "registry_storage_operation_duration_seconds_bucket", le="0.25", **labels) == 0
+
+
 def test_backend_labels_and_attributes_read_through(tmp_path: Path, metrics: RegistryMetrics) -> None:
     inner = FilesystemStorage(tmp_path / "root")
     storage = MeteredStorage(inner, metrics)
@@ -493,13 +529,43 @@ def test_server_options_and_their_variables(tmp_path: Path) -> None:
     assert (configured.token, configured.bind, configured.directory) == (
         "from-file", ("127.0.0.1", 9102), "/run/metrics")
     assert ServerMetrics.from_namespace(_namespace({}, "--metrics-bind", "[::1]:9102")).bind == ("::1", 9102)  # type: ignore[union-attr]
-    for bad in ("9102", "host:", "host:http", "host:70000"):
+    for bad in ("9102", "host:", "host:http", "host:70000", "::1:9102", "a b:9102", ":9102"):
         with pytest.raises(ValueError, match="--metrics-bind"):
             ServerMetrics.from_namespace(_namespace({}, "--metrics-bind", bad))
     with pytest.raises(ValueError, match="give one"):
         ServerMetrics.from_namespace(_namespace({"REGISTRY_METRICS_TOKEN": "t"}, "--metrics-token-file", str(token_file)))
     with pytest.raises(ValueError, match="--metrics-token-file"):
         ServerMetrics.from_namespace(_namespace({}, "--metrics-token-file", str(tmp_path / "missing")))
+
+
+@given(st.from_regex(r"(127\.0\.0\.1|localhost|0\.0\.0\.0|\[::1\]|\[::\]|[a-z][a-z0-9.-]{0,30}):[1-9][0-9]{0,4}", fullmatch=True))
+def test_metrics_bind_accepts_host_and_port(text: str) -> None:
+    host, _, port = text.rpartition(":")
+    if int(port) > 65535:
+        with pytest.raises(ValueError, match="--metrics-bind"):
+            ServerMetrics(bind=text)
+    else:
+        assert ServerMetrics(bind=text).bind == (host.strip("[]"), int(port))
+
+
+@given(st.text(max_size=40))
+def test_metrics_bind_parses_or_names_the_option(text: str) -> None:
+    try:
+        bound = ServerMetrics(bind=text or "x")
+    except ValueError as exc:
+        assert "--metrics-bind" in str(exc)
+    else:
+        assert bound.bind is not None and 0 < bound.bind[1] < 65536
+        assert re.fullmatch(r"[A-Za-z0-9.-]+|[0-9A-Fa-f:.]+", bound.bind[0])
+
+
+@given(st.one_of(st.none(), st.text(max_size=30), st.integers(-10**20, 10**20).map(str)))
+def test_content_length_values_never_fail(text: str | None) -> None:
+    """Whatever a client sends as Content-Length, counting it never raises nor goes negative."""
+    counted = _length(text)
+    assert counted >= 0
+    if text is not None and text.strip().lstrip("+").isdigit() and text.isascii():
+        assert counted == int(text)
 
 
 def test_server_routing_by_port(tmp_path: Path) -> None:
