@@ -586,6 +586,35 @@ def test_server_routing_by_port(tmp_path: Path) -> None:
     assert "registry_http_requests" in plain_app.get("/metrics").text
 
 
+WITHOUT_PROMETHEUS = r'''
+import argparse, sys
+sys.modules["prometheus_client"] = None
+from docker_registry_wsgi import Registry, health, metrics
+from docker_registry_wsgi.extras import MissingExtra
+from docker_registry_wsgi.storage import MemoryStorage
+Registry(MemoryStorage())                      # metrics off: no prometheus_client needed
+parser = argparse.ArgumentParser()
+metrics.add_arguments(parser, {})
+assert metrics.ServerMetrics.from_namespace(parser.parse_args(["--no-metrics"])) is None
+for attempt in (metrics.RegistryMetrics, lambda: metrics.ServerMetrics.from_namespace(parser.parse_args([]))):
+    try:
+        attempt()
+    except MissingExtra as exc:
+        print(exc)
+'''
+
+
+def test_without_prometheus_client_the_message_names_the_extra(repo_root: Path) -> None:
+    result = subprocess.run([sys.executable, "-c", WITHOUT_PROMETHEUS], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(repo_root)}, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "metrics needs prometheus_client: pip install 'docker-registry-wsgi[metrics]'",
+        "metrics needs prometheus_client: pip install 'docker-registry-wsgi[metrics]', "
+        "or serve with --no-metrics",
+    ]
+
+
 def test_configure_gunicorn_refuses_a_single_process_import() -> None:
     """prometheus_client is imported here without PROMETHEUS_MULTIPROC_DIR: too late to switch."""
     with pytest.raises(RuntimeError, match="configure_gunicorn must come first"):
