@@ -165,13 +165,26 @@ def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] | None
                             "round trip (env REGISTRY_READINESS_TIMEOUT; default %(default)g)")
 
 
-def startup_failure(storage: Storage, namespace: argparse.Namespace,
+def startup_failure(namespace: argparse.Namespace, build: Callable[[], Storage],
                     logger: logging.Logger | None = None) -> str | None:
     """The check ``serve`` makes at start: a message to exit with (status 1), or ``None`` to go on.
 
-    With ``--start-degraded`` a failed check is logged as a warning and the server starts.
+    ``build`` makes the storage the options name (``lambda: storage_config.build(namespace)``);
+    a storage that cannot even be opened (a root folder that cannot be created) fails the check
+    too, while a configuration error (ValueError, a missing extra) propagates as it is. The
+    storage is closed again. With ``--start-degraded`` a failed check is logged as a warning.
     """
-    reason = check_storage(storage, namespace.readiness_timeout)
+    try:
+        storage = build()
+    except (ValueError, ImportError):
+        raise
+    except Exception as exc:
+        reason: str | None = f"cannot open the storage: {_describe(exc)}"
+    else:
+        try:
+            reason = check_storage(storage, namespace.readiness_timeout)
+        finally:
+            storage.close()
     if reason is None:
         return None
     if namespace.start_degraded:

@@ -121,16 +121,34 @@ def test_readyz_on_a_read_only_folder(small_disk: Path, caplog: pytest.LogCaptur
         assert reason.startswith(f"storage: cannot write {PROBE_PREFIX}probe-")
         assert reason.endswith(": StorageUnavailable: the registry's storage is read-only\n")
         assert app.get("/livez").body == b"ok\n"
-        failure = startup_failure(storage, _options("--readiness-timeout", "10"))
+        failure = startup_failure(_options("--readiness-timeout", "10"), lambda: storage)
         assert failure is not None and failure.startswith("the storage check failed: cannot write")
         assert failure.endswith("(--start-degraded starts anyway)")
         with caplog.at_level(logging.WARNING, logger="docker_registry_wsgi"):
-            assert startup_failure(storage, _options("--start-degraded")) is None
+            assert startup_failure(_options("--start-degraded"), lambda: storage) is None
         assert "starting degraded: the storage check failed: cannot write" in caplog.text
     finally:
         _remount(small_disk, "rw")
     assert app.get("/readyz").body == b"ok\n"
-    assert startup_failure(storage, _options()) is None
+    assert startup_failure(_options(), lambda: storage) is None
+
+
+def test_a_storage_that_cannot_open_fails_the_start_check(small_disk: Path) -> None:
+    """FilesystemStorage creates its folders when opened: on a read-only disk that fails, and the
+    start check says so in one line; configuration errors are not storage failures."""
+    _remount(small_disk, "ro")
+    try:
+        failure = startup_failure(_options(), lambda: FilesystemStorage(small_disk / "new"))
+    finally:
+        _remount(small_disk, "rw")
+    assert failure is not None
+    assert failure.startswith("the storage check failed: cannot open the storage: OSError: [Errno 30]")
+
+    def misconfigured() -> Storage:
+        raise ValueError("--storage s3 needs --s3-bucket")
+
+    with pytest.raises(ValueError, match="s3-bucket"):
+        startup_failure(_options(), misconfigured)
 
 
 # -- a real S3 store ------------------------------------------------------------------------------
