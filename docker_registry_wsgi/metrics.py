@@ -10,6 +10,7 @@ lists every metric and its labels.
 from __future__ import annotations
 
 import argparse
+import atexit
 import builtins
 import glob
 import hmac
@@ -682,7 +683,7 @@ class ServerMetrics:
 
         Creates (or empties) the multiprocess folder and sets ``PROMETHEUS_MULTIPROC_DIR`` for
         the workers; appends ``--metrics-bind`` to ``bind``; sets the ``child_exit`` hook (dead
-        workers' gauges) and an ``on_exit`` hook removing a folder it created.
+        workers' gauges). A folder it created is removed when this process exits.
         """
         from sys import modules
 
@@ -710,8 +711,10 @@ class ServerMetrics:
             options["bind"] = [*binds, f"{host}:{port}"]
         options["child_exit"] = _chain(options.get("child_exit"), child_exit)
         if created is not None:
-            options["on_exit"] = _chain(options.get("on_exit"),
-                                        lambda server: shutil.rmtree(created, ignore_errors=True))
+            # At this process's exit however it ends (a configuration error after this call
+            # included), and not at a forked worker's.
+            master = os.getpid()
+            atexit.register(lambda: os.getpid() == master and shutil.rmtree(created, ignore_errors=True))
 
     @property
     def registry_metrics(self) -> RegistryMetrics:
