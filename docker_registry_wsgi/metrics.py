@@ -713,8 +713,7 @@ class ServerMetrics:
         if created is not None:
             # At this process's exit however it ends (a configuration error after this call
             # included), and not at a forked worker's.
-            master = os.getpid()
-            atexit.register(lambda: os.getpid() == master and shutil.rmtree(created, ignore_errors=True))
+            atexit.register(_remove_folder, created, os.getpid())
 
     @property
     def registry_metrics(self) -> RegistryMetrics:
@@ -735,6 +734,12 @@ class ServerMetrics:
         else:
             exposition = MetricsApp(self.registry_metrics.registry, token=self.token)
         return _MetricsRoute(app, exposition, str(self.bind[1]) if self.bind else None)
+
+
+def _remove_folder(folder: str, owner: int) -> None:
+    """Remove ``folder`` if this process is ``owner`` (atexit handlers also run in forked children)."""
+    if os.getpid() == owner:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _chain(first: Callable[..., Any] | None, second: Callable[..., Any]) -> Callable[..., Any]:
