@@ -684,9 +684,9 @@ def _per_process_requests(folder: Path, scratch: Path) -> dict[int, float]:
 
 
 def test_gunicorn_workers_aggregate_into_one_exposition(tmp_path: Path, repo_root: Path) -> None:
-    """Two gthread workers, recycled every 3 requests so that several processes serve: /metrics on
-    the metrics address sums every process's counters, dead ones included, and a dead worker's
-    live gauge is dropped by the child_exit hook."""
+    """Two workers (serve's ThreadWorker), recycled every 3 requests so that several processes
+    serve: /metrics on the metrics address sums every process's counters, dead ones included,
+    and a dead worker's live gauge is dropped by the child_exit hook."""
     folder = tmp_path / "metrics"
     folder.mkdir()
     (folder / "counter_4242.db").write_bytes(b"left by an earlier run")

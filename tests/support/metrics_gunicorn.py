@@ -19,7 +19,7 @@ _settings: dict[str, Any] = {
     "bind": [os.environ["REGISTRY_TEST_BIND"]],
     "workers": 2,
     "threads": 2,
-    "worker_class": "gthread",
+    "worker_class": "docker_registry_wsgi.worker.ThreadWorker",  # serve's worker
     "max_requests": int(os.environ.get("REGISTRY_TEST_MAX_REQUESTS", "0")),
     "errorlog": "-",
     "loglevel": "info",
