@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 from werkzeug.wrappers import Request
 
@@ -26,11 +26,15 @@ from .errors import (
 )
 from .events import EventHub
 from .handlers.context import Context, Handler
+from .metrics import ENDPOINT_KEY
 from .references import parse_name
 from .responses import Reply
 from .routes import REGISTRY_PREFIX, ROUTES, Method, Route, RouteTable, is_registry_path
 from .usage import DEFAULT_TOUCH_INTERVAL, UsageRecords
 from .storage.base import InvalidKey, Storage, StorageFull, StorageUnavailable
+
+if TYPE_CHECKING:
+    from .metrics import RegistryMetrics
 
 __all__ = ["Registry"]
 
@@ -54,6 +58,8 @@ class Registry:
         asked, whatever it would grant. Cancelling an upload is not a delete and stays allowed.
     :param events: where pushes, pulls, deletes and mounts are told once they succeeded (see
         :mod:`.events`); default a new :class:`~.events.EventHub`, as ``registry.events``.
+    :param metrics: record requests, uploads in flight and auth refusals there (see
+        :mod:`.metrics`); ``None``, the default, measures nothing.
     """
 
     def __init__(
@@ -67,6 +73,7 @@ class Registry:
         delete_enabled: bool = True,
         logger: logging.Logger | None = None,
         events: EventHub | None = None,
+        metrics: RegistryMetrics | None = None,
     ) -> None:
         self.storage = storage
         self.auth: Auth = auth if auth is not None else AllowAll()
@@ -84,8 +91,17 @@ class Registry:
             for route in ROUTES
             for http_method, method in route.methods.items()
         }
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.instrument_handlers(self._handlers)
 
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:  # type: ignore[type-arg]
+        if self.metrics is not None:
+            return self.metrics.observe(self._respond, environ, start_response)
+        return self._respond(environ, start_response)
+
+    def _respond(self, environ: dict, start_response) -> Iterable[bytes]:  # type: ignore[type-arg]
+        """Serve one request: its response, or its error rendered as the spec's JSON body."""
         request = Request(environ)
         try:
             response = self.dispatch(request)
@@ -111,6 +127,7 @@ class Registry:
         if matched is None:
             raise NotFound({"path": path[:200]})
         route, params = matched
+        request.environ[ENDPOINT_KEY] = route.endpoint  # for metrics and any middleware
         method = route.methods.get(request.method)
         if method is None:
             raise MethodNotAllowed(
