@@ -12,6 +12,7 @@ from . import __version__, scrub
 from .auth.config import ConfigError
 from .content import RegistryContent
 from .extras import MissingExtra
+from .server import StartupFailure
 from .gc import DEFAULT_GRACE
 from .storage import config as storage_config
 from .usage import DEFAULT_TOUCH_INTERVAL, UsageRecords
@@ -142,4 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ValueError, MissingExtra) as exc:
         print(f"docker-registry-wsgi: {exc}", file=sys.stderr)
         return 2
+    except StartupFailure as exc:
+        print(f"docker-registry-wsgi: {exc}", file=sys.stderr)
+        return 1
     return 0

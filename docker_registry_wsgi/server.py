@@ -17,7 +17,7 @@ import math
 import os
 from typing import Any, Callable, Iterable, Protocol
 
-from . import webhooks
+from . import health, metrics, webhooks
 from .app import Registry
 from .gc import DEFAULT_GRACE, Collector, PeriodicCollector
 from .retention import RetentionPolicy
@@ -91,6 +91,8 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str] | None = 
     storage_config.add_arguments(parser, env)
     auth_config.add_arguments(parser, env)
     webhooks.add_arguments(parser, env)
+    health.add_arguments(parser, env)
+    metrics.add_arguments(parser, env)
 
 
 def _count(text: str) -> int:
@@ -134,6 +136,10 @@ def _boolean(value: bool | str, variable: str) -> bool:
     raise ValueError(f"{variable}={value!r}: expected true or false")
 
 
+class StartupFailure(Exception):
+    """The storage cannot be reached at start (and ``--start-degraded`` was not given)."""
+
+
 class Background(Protocol):
     """A job a worker runs beside the app: the webhook dispatcher, the periodic collector."""
 
@@ -149,10 +155,14 @@ def build_app(namespace: argparse.Namespace, background: list[Background] | None
     ``background``, not started: the caller starts them in each worker, after the fork.
     """
     delete_enabled = _boolean(namespace.delete_enabled, "REGISTRY_DELETE_ENABLED")
+    server_metrics = metrics.ServerMetrics.from_namespace(namespace)  # None with --no-metrics
     storage = storage_config.build(namespace)
+    if server_metrics is not None:
+        storage = server_metrics.instrument_storage(storage, namespace.storage)
     auth, extra = auth_config.build(namespace)
     registry = Registry(storage=storage, auth=auth, delete_enabled=delete_enabled,
-                        touch_interval=namespace.touch_interval)
+                        touch_interval=namespace.touch_interval,
+                        metrics=server_metrics.registry_metrics if server_metrics else None)
     hooks = webhooks.build(namespace)
     if hooks is not None:
         dispatcher = webhooks.install(registry, hooks)
@@ -162,9 +172,9 @@ def build_app(namespace: argparse.Namespace, background: list[Background] | None
         periodic = _periodic_collector(namespace, storage)
         if background is not None:
             background.append(periodic)
-    if not extra:
-        return registry
-    return RegistryMiddleware(_not_found, registry, extra)
+    app: WSGIApp = registry if not extra else RegistryMiddleware(_not_found, registry, extra)
+    app = health.HealthApp(storage, timeout=namespace.readiness_timeout, fallback=app)
+    return server_metrics.wrap(app) if server_metrics is not None else app
 
 
 def _periodic_collector(namespace: argparse.Namespace, storage: Storage) -> PeriodicCollector:
@@ -191,8 +201,6 @@ def serve(namespace: argparse.Namespace) -> None:
         logging.getLogger("docker_registry_wsgi").warning(
             "memory storage is per process: running one worker instead of %d", workers)
         workers = 1
-    # Fail on a bad configuration now, in the master, not in every worker.
-    build_app(namespace)
     options = {
         "bind": f"{namespace.host}:{namespace.port}",
         "workers": workers,
@@ -208,6 +216,14 @@ def serve(namespace: argparse.Namespace) -> None:
         # gunicorn 27's control socket is one path per user: servers would share it.
         "control_socket_disable": True,
     }
+    server_metrics = metrics.ServerMetrics.from_namespace(namespace)
+    if server_metrics is not None:
+        server_metrics.configure_gunicorn(options)  # before anything imports prometheus_client
+    failure = health.startup_failure(namespace, lambda: storage_config.build(namespace))
+    if failure is not None:
+        raise StartupFailure(failure)
+    # Fail on a bad configuration now, in the master, not in every worker.
+    build_app(namespace)
 
     class _Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
