@@ -134,15 +134,16 @@ def test_readyz_on_a_read_only_folder(small_disk: Path, caplog: pytest.LogCaptur
 
 
 def test_a_storage_that_cannot_open_fails_the_start_check(small_disk: Path) -> None:
-    """FilesystemStorage creates its folders when opened: on a read-only disk that fails, and the
-    start check says so in one line; configuration errors are not storage failures."""
+    """On a read-only disk the storage opens but cannot write: the start check's round trip says
+    so in one line; configuration errors are not storage failures."""
     _remount(small_disk, "ro")
     try:
         failure = startup_failure(_options(), lambda: FilesystemStorage(small_disk / "new"))
     finally:
         _remount(small_disk, "rw")
     assert failure is not None
-    assert failure.startswith("the storage check failed: cannot open the storage: OSError: [Errno 30]")
+    assert failure.startswith("the storage check failed:") and "read-only" in failure
+    assert "\n" not in failure
 
     def misconfigured() -> Storage:
         raise ValueError("--storage s3 needs --s3-bucket")
