@@ -121,8 +121,8 @@ def registry(backend: Backend, tmp_path_factory: pytest.TempPathFactory) -> Iter
         root = base / "unused"
     else:
         root = Path(backend.storage_args[1])
-    with RegistryServer(root, extra_args=args, log_path=base / "registry.log",
-                        show_log_on_stop=False) as server:
+    server = RegistryServer(root, extra_args=args, log_path=base / "registry.log", show_log_on_stop=False)
+    with server:
         yield server
 
 
@@ -252,7 +252,8 @@ class Loop:
                 repository, tag = key
                 target = self.workdir / f"pull-{pulls}"
                 pulls += 1
-                self.skopeo.copy("--all", "--preserve-digests", self.skopeo.docker(repository, tag), f"oci:{target}:{tag}")
+                self.skopeo.copy("--all", "--preserve-digests", self.skopeo.docker(repository, tag),
+                                 f"oci:{target}:{tag}")
                 self.tally.blobs_compared += assert_same_image(image.path, image.tag, target, tag)
                 self.tally.pulls += 1
                 shutil.rmtree(target)
@@ -369,7 +370,8 @@ def test_gc_loop_while_skopeo_pushes_pulls_and_deletes(registry: RegistryServer,
     if loop.failures:
         raise loop.failures[0]
     tally = loop.tally
-    print(f"\n{backend.kind} (seed {seed}), {tally.seconds:.0f} s: {tally.pushes} pushes, {tally.moves} tag moves, {tally.deletes} deletes, "
+    print(f"\n{backend.kind} (seed {seed}), {tally.seconds:.0f} s: {tally.pushes} pushes, {tally.moves} tag moves, "
+          f"{tally.deletes} deletes, "
           f"{tally.child_deletes} child manifests deleted ({tally.children_already_gone} already collected), "
           f"{tally.pulls} byte-exact pulls ({tally.blobs_compared} blobs compared); {tally.gc_runs} gc runs freed "
           f"{tally.blobs_freed} blobs, {tally.bytes_freed / 1e6:.1f} MB")
