@@ -24,9 +24,11 @@ import json
 import logging
 import math
 import secrets
+import sys
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping
 
@@ -41,7 +43,7 @@ from .content import (
 )
 from .digests import Digest, parse_digest
 from .errors import RegistryError
-from .manifests import Manifest, parse_manifest
+from .manifests import parse_manifest
 from .storage.base import KeyNotFound, Storage, StorageError, VersionConflict
 from .usage import RECORDS_PREFIX, UsageRecords
 
@@ -179,6 +181,7 @@ class Collector:
         started = time.monotonic()
         self.now = self.clock()
         self.report = report = GCReport(dry_run=self.dry_run)
+        self._read: dict[str, _References | None] = {}
         repositories = sorted(k.replace("+", "/") for k in self.storage.list("catalog/"))
         report.repositories = len(repositories)
         gone: set[tuple[str, str]] = set()  # (repository, manifest digest) removed in phase 1
@@ -221,19 +224,19 @@ class Collector:
             return
         revisions = self._revisions(name)
         roots = {info.digest for info in tags.values()} & set(revisions)
-        parsed: dict[str, Manifest | None] = {}
         keepers: dict[str, set[str]] = defaultdict(set)  # digest -> what keeps it, if kept
         keeps: dict[str, set[str]] = defaultdict(set)  # digest -> what it keeps
+        references = self._references(list(revisions), report)
         for digest, link in revisions.items():
             subject = link.get("subject")
             if isinstance(subject, str) and subject in revisions:
                 keepers[digest].add(subject)
                 keeps[subject].add(digest)
-            manifest = self._manifest(digest, parsed, report)
-            for child in manifest.children if manifest is not None else ():
-                if str(child.digest) in revisions:
-                    keepers[str(child.digest)].add(digest)
-                    keeps[digest].add(str(child.digest))
+            found = references[digest]
+            for child in found.children if found is not None else ():
+                if child in revisions:
+                    keepers[child].add(digest)
+                    keeps[digest].add(child)
         # What a tag reaches, what was used recently, and everything those keep.
         fresh = {d for d in revisions if d not in roots and not self._stale(d, untagged_after)}
         kept = self._closure(roots | fresh, keeps)
@@ -302,16 +305,16 @@ class Collector:
         marked: set[str] = set()  # digests some manifest or revision of some repository needs
         linked: dict[str, int] = defaultdict(int)  # digest -> links to it, in all repositories
         plans: dict[str, _Plan] = defaultdict(_Plan)
-        parsed: dict[str, Manifest | None] = {}
         for done, name in enumerate(repositories, 1):
-            revisions = [d for d in self._revisions(name) if (name, d) not in gone]
+            revisions = [d for d in self._revision_names(name) if (name, d) not in gone]
             needed: set[str] = set(revisions)
+            references = self._references(revisions, report)
             for digest in revisions:
                 linked[digest] += 1
-                manifest = self._manifest(digest, parsed, report)
-                if manifest is not None:
-                    needed.update(str(d.digest) for d in manifest.blobs)
-                    needed.update(str(d.digest) for d in manifest.children)
+                refs = references[digest]
+                if refs is not None:
+                    needed.update(refs.blobs)
+                    needed.update(refs.children)
             report.manifests_kept += len(revisions)
             for digest in self._layers(name):
                 linked[digest] += 1
@@ -320,10 +323,10 @@ class Collector:
             marked |= needed
             self.progress("mark", done, len(repositories), f"{name}: {len(marked)} digests in use")
         for key, size in self.storage.list_sizes("blobs/"):
-            found = _digest_of_blob_key(key)
-            if found is None:
+            blob = _digest_of_blob_key(key)
+            if blob is None:
                 continue
-            digest = found
+            digest = blob
             planned = len(plans[digest].links) if digest in plans else 0
             if digest in marked or linked.get(digest, 0) > planned:
                 report.blobs_kept += 1
@@ -481,19 +484,52 @@ class Collector:
                 continue
         return revisions
 
+    def _revision_names(self, name: str) -> list[str]:
+        """The digests of a repository's manifests, from a listing alone."""
+        return [sys.intern(key.replace("/", ":", 1))
+                for key in self.storage.list(f"{_repo(name)}/_manifests/revisions/")]
+
     def _layers(self, name: str) -> Iterable[str]:
         for key in self.storage.list(f"{_repo(name)}/_layers/"):
             algorithm, _, hex_ = key.partition("/")
             yield f"{algorithm}:{hex_}"
 
-    def _manifest(self, digest: str, parsed: dict[str, Manifest | None], report: GCReport) -> Manifest | None:
-        if digest not in parsed:
-            try:
-                parsed[digest] = parse_manifest(self.storage.read(_blob_key(parse_digest(digest))), None)
-            except (KeyNotFound, RegistryError) as exc:
-                parsed[digest] = None
-                report.errors.append(f"manifest {digest} cannot be read: {exc}")
-        return parsed[digest]
+    def _references(self, digests: list[str], report: GCReport) -> Mapping[str, _References | None]:
+        """What each manifest refers to (``None``: unreadable), read once per run, in parallel.
+
+        Only the referenced digests are kept (interned strings, shared with the mark set), not
+        the parsed manifests: memory grows with digests, not with manifests' JSON.
+        """
+        missing = [d for d in dict.fromkeys(digests) if d not in self._read]
+        if missing:
+            with ThreadPoolExecutor(min(_READERS, len(missing))) as pool:
+                for digest, found in zip(missing, pool.map(self._read_references, missing)):
+                    if isinstance(found, str):
+                        report.errors.append(found)
+                        self._read[digest] = None
+                    else:
+                        self._read[digest] = found
+        return self._read
+
+    def _read_references(self, digest: str) -> _References | str:
+        try:
+            manifest = parse_manifest(self.storage.read(_blob_key(parse_digest(digest))), None)
+        except (KeyNotFound, RegistryError) as exc:
+            return f"manifest {digest} cannot be read: {exc}"
+        return _References(tuple(sys.intern(str(d.digest)) for d in manifest.blobs),
+                           tuple(sys.intern(str(d.digest)) for d in manifest.children))
+
+
+#: Manifests read at once (latency-bound stores such as S3 gain most).
+_READERS = 8
+
+
+@dataclass(frozen=True)
+class _References:
+    """What one manifest refers to: its blobs (config and layers) and its child manifests."""
+
+    blobs: tuple[str, ...]
+    children: tuple[str, ...]
 
 
 def _digest_of_blob_key(key: str) -> str | None:
