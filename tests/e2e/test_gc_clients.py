@@ -330,8 +330,10 @@ class Loop:
             if result.returncode == 0:
                 self.tally.child_deletes += 1
             else:
-                # The collector may have taken the untagged child first (it was stale).
-                assert "manifest unknown" in result.stderr.lower(), result.stderr[-3000:]
+                # The collector may have taken the untagged child first (it was stale). skopeo
+                # says so in its own words when the GET before the DELETE is the 404.
+                said = result.stderr.lower()
+                assert "manifest unknown" in said or "image may not exist" in said, result.stderr[-3000:]
                 self.tally.children_already_gone += 1
 
     def write(self) -> None:
