@@ -42,6 +42,8 @@ from typing import Any, Callable
 from gunicorn.http2 import negotiation
 from gunicorn.workers import gthread
 
+from . import logs
+
 __all__ = ["ClientTimeout", "ClientSocket", "Connection", "Crew", "ThreadWorker", "head_end",
            "set_receive_timeout"]
 
@@ -52,6 +54,8 @@ HEAD_READ_SIZE = 16 << 10
 HEAD_BUFFER_LIMIT = 64 << 10
 #: What :meth:`ThreadWorker._take` found.
 _MORE, _WHOLE, _GONE = object(), object(), object()
+#: How a TLS connection starts (a handshake record, TLS 1.x): never an HTTP request.
+TLS_HANDSHAKE = b"\x16\x03"
 #: Connections accepted per readiness event of a listener.
 ACCEPT_BURST = 64
 #: A connection younger than this (in seconds) is not closed to make room for new ones.
@@ -432,6 +436,11 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
             return _GONE
         seen = len(conn.head)
         conn.head += data
+        if seen < len(TLS_HANDSHAKE) and conn.head.startswith(TLS_HANDSHAKE):
+            # A client trying TLS first (skopeo does): closing at once lets it fall back to
+            # plain HTTP now, not after its handshake timeout.
+            self.log.debug("closing %s: a TLS handshake on a plain HTTP port", conn.client)
+            return _GONE
         return _WHOLE if head_end(conn.head, seen) or len(conn.head) >= HEAD_BUFFER_LIMIT else _MORE
 
     def _finish_head(self, conn: Connection, outcome: object) -> None:
@@ -492,12 +501,17 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
     # -- in the pool threads -----------------------------------------------------------------
 
     def handle_request(self, req: Any, conn: Any) -> bool:
-        """One request; a client that stops sending its body is logged in a line and dropped."""
+        """One request; a client that stops sending its body is logged in a line and dropped.
+
+        Log lines after it (of the event loop, of the next request) are not the request's.
+        """
         try:
             return bool(super().handle_request(req, conn))
         except ClientTimeout as exc:
             self.log.info("closing %s: %s", conn.client, exc.strerror)
             return False
+        finally:
+            logs.clear()
 
     # -- timeouts and the connection cap -----------------------------------------------------
 

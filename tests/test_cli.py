@@ -13,7 +13,8 @@ import pytest
 import webtest
 
 from docker_registry_wsgi import Registry, __version__
-from docker_registry_wsgi.cli import main, parser
+from docker_registry_wsgi.cli import main, parse
+from docker_registry_wsgi.options import OptionErrors
 from docker_registry_wsgi.server import build_app
 
 ENV_VARS = ("REGISTRY_HOST", "REGISTRY_PORT", "REGISTRY_ROOT", "REGISTRY_WORKERS", "REGISTRY_THREADS",
@@ -30,44 +31,50 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_serve_defaults() -> None:
     """Defaults: 127.0.0.1:5000, filesystem storage in ./registry-data, a worker per core, 8 threads."""
-    args = parser().parse_args(["serve"])
+    args = parse(["serve"])
     assert args.command == "serve"
     assert args.host == "127.0.0.1"
     assert args.port == 5000
     assert args.storage == "filesystem"
     assert args.root == "./registry-data"
-    assert args.workers == (os.cpu_count() or 1)
+    assert args.workers is None  # serve runs one per core
     assert args.threads == 8
     assert args.access_log is False
 
 
-def test_serve_reads_registry_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike[str]) -> None:
+def test_serve_reads_registry_environment(tmp_path: os.PathLike[str]) -> None:
     env = {"REGISTRY_HOST": "127.0.0.2", "REGISTRY_PORT": "5123", "REGISTRY_ROOT": str(tmp_path),
            "REGISTRY_WORKERS": "3", "REGISTRY_THREADS": "4", "REGISTRY_STORAGE": "memory",
            "REGISTRY_ACCESS_LOG": "1"}
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    args = parser().parse_args(["serve"])
+    args = parse(["serve"], env)
     assert (args.host, args.port, args.root, args.workers, args.threads, args.storage, args.access_log) == (
         "127.0.0.2", 5123, str(tmp_path), 3, 4, "memory", True)
 
 
-def test_flags_override_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("REGISTRY_PORT", "5123")
-    monkeypatch.setenv("REGISTRY_STORAGE", "memory")
-    args = parser().parse_args(["serve", "--port", "0", "--storage", "filesystem", "--root", "/srv/r",
-                                "--host", "::1", "--workers", "2", "--threads", "16", "--access-log"])
+def test_flags_override_environment() -> None:
+    env = {"REGISTRY_PORT": "5123", "REGISTRY_STORAGE": "memory", "REGISTRY_ACCESS_LOG": "off"}
+    args = parse(["serve", "--port", "0", "--storage", "filesystem", "--root", "/srv/r",
+                  "--host", "::1", "--workers", "2", "--threads", "16", "--access-log"], env)
     assert (args.port, args.storage, args.root, args.host, args.workers, args.threads, args.access_log) == (
         0, "filesystem", "/srv/r", "::1", 2, 16, True)
 
 
-@pytest.mark.parametrize("argv", [[], ["serve", "--storage", "floppy"], ["serve", "--port", "http"],
-                                  ["unknown-command"]])
+@pytest.mark.parametrize("argv", [[], ["unknown-command"], ["serve", "--no-such-option"]])
 def test_bad_command_lines_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(argv)
     assert exc.value.code == 2
     assert "usage:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["serve", "--storage", "floppy"], "--storage floppy: expected one of filesystem, memory, s3"),
+    (["serve", "--port", "http"], "--port http: expected a whole number from 0 to 65535"),
+    (["serve", "--port", "99999"], "--port 99999: expected a whole number from 0 to 65535"),
+])
+def test_bad_values_exit_2_in_one_line(argv: list[str], line: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"docker-registry-wsgi: {line}\n"
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -80,7 +87,7 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 def test_options_build_a_working_registry(tmp_path: os.PathLike[str]) -> None:
     """The parsed options build the WSGI app the server runs (memory and filesystem storage)."""
     for argv in (["serve", "--storage", "memory"], ["serve", "--root", str(tmp_path)]):
-        app = build_app(parser().parse_args(argv))
+        app = build_app(parse(argv))
         test = webtest.TestApp(app)
         assert test.get("/v2/").headers["Docker-Distribution-API-Version"] == "registry/2.0"
         assert test.get("/readyz").text.strip() == "ok" and test.get("/livez").status_int == 200
@@ -207,22 +214,19 @@ def test_gc_dry_run_shows_what_each_retention_rule_would_delete(tmp_path: Path, 
     (["--delete"], "false", True),  # the flag wins over the environment
     (["--no-delete"], "true", False),
 ])
-def test_serve_delete_switch(monkeypatch: pytest.MonkeyPatch, argv: list[str], env: str | None,
-                             enabled: bool) -> None:
+def test_serve_delete_switch(argv: list[str], env: str | None, enabled: bool) -> None:
     """``--no-delete`` / ``REGISTRY_DELETE_ENABLED=false``: DELETE answers 405 UNSUPPORTED
     (docker-registry-http-api-v2.md "DELETE Manifest", "On Failure: Not allowed")."""
-    if env is not None:
-        monkeypatch.setenv("REGISTRY_DELETE_ENABLED", env)
-    app = build_app(parser().parse_args(["serve", "--storage", "memory", *argv]))
+    environ = {"REGISTRY_DELETE_ENABLED": env} if env is not None else {}
+    app = build_app(parse(["serve", "--storage", "memory", *argv], environ))
     response = webtest.TestApp(app).delete("/v2/lib/app/manifests/latest", expect_errors=True)
     assert response.status_int == (404 if enabled else 405)
     assert response.json["errors"][0]["code"] == ("MANIFEST_UNKNOWN" if enabled else "UNSUPPORTED")
 
 
-def test_serve_delete_switch_refuses_a_misspelt_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("REGISTRY_DELETE_ENABLED", "flase")
-    with pytest.raises(ValueError, match="REGISTRY_DELETE_ENABLED='flase'"):
-        build_app(parser().parse_args(["serve", "--storage", "memory"]))
+def test_serve_delete_switch_refuses_a_misspelt_environment() -> None:
+    with pytest.raises(OptionErrors, match="^REGISTRY_DELETE_ENABLED='flase': expected true or false"):
+        parse(["serve", "--storage", "memory"], {"REGISTRY_DELETE_ENABLED": "flase"})
 
 
 def test_serve_builds_its_background_jobs(tmp_path: Path) -> None:
@@ -231,11 +235,10 @@ def test_serve_builds_its_background_jobs(tmp_path: Path) -> None:
     from docker_registry_wsgi.webhooks import Dispatcher
 
     background: list[object] = []
-    build_app(parser().parse_args(["serve", "--root", str(tmp_path), "--webhook-url",
-                                   "http://127.0.0.1:9/hook", "--gc-interval", "6"]), background)
+    build_app(parse(["serve", "--root", str(tmp_path), "--webhook-url", "http://127.0.0.1:9/hook",
+                     "--gc-interval", "6"]), background)
     assert sorted(type(job).__name__ for job in background) == ["Dispatcher", "PeriodicCollector"]
     assert isinstance(background[0], (Dispatcher, PeriodicCollector))
-    assert build_app(parser().parse_args(["serve", "--root", str(tmp_path)]), []) is not None
+    assert build_app(parse(["serve", "--root", str(tmp_path)]), []) is not None
     with pytest.raises(ValueError, match="touch interval"):
-        build_app(parser().parse_args(["serve", "--root", str(tmp_path), "--gc-interval", "1",
-                                       "--gc-grace", "0.5"]), [])
+        build_app(parse(["serve", "--root", str(tmp_path), "--gc-interval", "1", "--gc-grace", "0.5"]), [])
