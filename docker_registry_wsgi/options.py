@@ -129,7 +129,7 @@ class Kind:
 
     def load(self, value: object) -> Any:
         if not isinstance(value, str):
-            raise ValueError(f"expected {self.describe} as a string")
+            raise ValueError(f"expected {self.describe}")
         return self.check(value)
 
     def check(self, value: Any) -> Any:
@@ -699,34 +699,33 @@ def source(namespace: argparse.Namespace, dest: str, value: object = None, flag:
 
 
 def _cell(text_: str) -> str:
-    return text_.replace("\n", " ")
+    return text_.replace("\n", " ").replace("*", "\\*").replace("|", "\\|")
 
 
-def reference_rst(options: Iterable[Option]) -> str:
-    """The reStructuredText reference of ``options``: a table per group, in the table's order."""
+def reference_rst(options: Iterable[Option], title: str | None = None) -> str:
+    """The reStructuredText reference of ``options``: a table per group in the table's order, or
+    one table under ``title``."""
     by_group: dict[str, list[Option]] = {}
     for option in options:
-        by_group.setdefault(option.group, []).append(option)
+        by_group.setdefault(title or option.group, []).append(option)
     out: list[str] = []
     for group, members in by_group.items():
         out += [f".. rubric:: {group}", "", ".. list-table::", "   :header-rows: 1",
-                "   :widths: 22 26 14 38", "",
-                "   * - file key, flag", "     - environment variable", "     - default",
-                "     - what"]
+                "   :widths: 16 18 22 12 32", "",
+                "   * - file key", "     - flag", "     - environment variable", "     - default",
+                "     - meaning"]
         for option in members:
-            key = f"``{option.name}``" if option.file else "(not in the file)"
-            flags = f"``{option.flags}``" if option.flag else "(only in the file)"
-            variable = ", ".join(f"``{v}``" for v in (option.variable, *option.also_env) if v) or "none"
-            kind = option.kind.toml
-            if option.repeatable:
-                kind = f"array of {kind}s"
-            what = f"{option.help}. *{kind}*: {option.kind.describe}"
+            key = f"``{option.name}``" if option.file else "(none)"
+            flags = f"``{option.flags}``" if option.flag else "(none)"
+            variable = ", ".join(f"``{v}``" for v in (option.variable, *option.also_env) if v) or "(none)"
+            kind = f"{option.kind.toml}s" if option.repeatable else option.kind.toml
+            what = f"{_cell(option.help)}. *{'array of ' if option.repeatable else ''}{kind}*: {_cell(option.kind.describe)}"
             if option.repeatable and option.variable:
-                what += (f"; the variable separates items with ``{option.separator}``" if option.separator
-                         else "; the variable separates items with spaces")
+                separator = f"``{option.separator}``" if option.separator else "spaces"
+                what += f"; the flag is repeated, the variable separates items with {separator}"
             if option.secret:
-                what += "; secret: never echoed"
-            out += [f"   * - {key}", f"       {flags}", f"     - {variable}",
-                    f"     - {_cell(option.describe_default())}", f"     - {_cell(what)}"]
+                what += "; a secret: never shown in messages"
+            out += [f"   * - {key}", f"     - {flags}", f"     - {variable}",
+                    f"     - {_cell(option.describe_default())}", f"     - {what}"]
         out.append("")
-    return "\n".join(out)
+    return "\n".join(out) + "\n"
