@@ -138,7 +138,7 @@ def gunicorn_settings(table: Mapping[str, Any], command_line: str) -> dict[str, 
     config = Config()
     settings: dict[str, Any] = {}
     for name, value in table.items():
-        key, checked = _checked(config, name, value, f"[gunicorn] {name}")
+        key, checked = _checked(config, name, value, f"gunicorn.{name}")
         settings[key] = checked
     if command_line.strip():
         for name, value in _command_line(config, command_line).items():
