@@ -419,3 +419,16 @@ def test_bad_settings_in_a_real_process_one_line_each_no_traceback(tmp_path: Pat
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.startswith(f"docker-registry-wsgi: --access-rules {rules}: ")
     assert result.stderr.count("\n") == 1
+
+
+def test_gc_and_purge_write_their_textfiles(tmp_path: Path) -> None:
+    """``--metrics-textfile`` (docs/operations.rst, "Garbage collection and purges")."""
+    root = tmp_path / "registry"
+    _old_garbage(root)
+    gc_file, purge_file = tmp_path / "gc.prom", tmp_path / "purge.prom"
+    assert main(["gc", "--root", str(root), "--quiet", "--metrics-textfile", str(gc_file), "--dry-run"]) == 0
+    assert not gc_file.exists()  # a dry run writes nothing
+    assert main(["gc", "--root", str(root), "--quiet"], {"REGISTRY_GC_METRICS_TEXTFILE": str(gc_file)}) == 0
+    assert "registry_gc_last_run_freed_blobs 1.0" in gc_file.read_text()
+    assert main(["purge-uploads", "--root", str(root), "--metrics-textfile", str(purge_file)]) == 0
+    assert "registry_purge_last_run_cancelled_uploads 0.0" in purge_file.read_text()
