@@ -104,7 +104,8 @@ class Registry:
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:  # type: ignore[type-arg]
         # The request's id in its log lines (see logs.py) and in the response's X-Request-ID.
         log, token = logs.enter(environ)
-        start_response = logs.with_request_id(start_response, log.request_id)
+        if token is not None:  # else an outer layer (the server's) entered it and answers the id
+            start_response = logs.with_request_id(start_response, log.request_id)
         try:
             if self.metrics is not None:
                 return self.metrics.observe(self._respond, environ, start_response)
@@ -147,9 +148,10 @@ class Registry:
             )
         if "name" in params:
             parse_name(params["name"])
-        logs.annotate(repository=params.get("name"), upload=params.get("upload_id"),
-                      digest=params.get("digest") or _digest_reference(params.get("reference"))
-                      or request.args.get("digest"))
+        digest = params.get("digest") or _digest_reference(params.get("reference"))
+        if digest is None and "digest=" in request.environ.get("QUERY_STRING", ""):
+            digest = request.args.get("digest")  # an upload's completion
+        logs.annotate(repository=params.get("name"), upload=params.get("upload_id"), digest=digest)
         if self.read_only and request.method not in _READS:
             # Before auth, as for deletes below: the answer is the same for every caller.
             raise MethodNotAllowed(

@@ -118,11 +118,9 @@ def annotate(*, repository: str | None = None, upload: str | None = None, digest
 
 
 def with_request_id(start_response: Callable[..., Any], rid: str) -> Callable[..., Any]:
-    """``start_response`` that adds ``X-Request-ID: rid`` unless the app set one itself."""
+    """``start_response`` that adds ``X-Request-ID: rid`` to the response's headers."""
     def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        if not any(name.lower() == "x-request-id" for name, _ in headers):
-            headers = [*headers, (REQUEST_ID_HEADER, rid)]
-        return start_response(status, headers, exc_info)
+        return start_response(status, [*headers, (REQUEST_ID_HEADER, rid)], exc_info)
     return start
 
 
@@ -138,8 +136,9 @@ class RequestIdMiddleware:
         self.app = app
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        log, _ = enter(environ)
-        return self.app(environ, with_request_id(start_response, log.request_id))
+        log, token = enter(environ)
+        # Only the layer that entered the request adds the header (a registry inside does not).
+        return self.app(environ, with_request_id(start_response, log.request_id) if token else start_response)
 
 
 class ContextFilter(logging.Filter):
