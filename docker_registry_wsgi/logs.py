@@ -163,10 +163,11 @@ def _plain(value: object) -> str:
 
 
 class TextFormatter(logging.Formatter):
-    """``<time> <LEVEL> <logger>: <message> request_id=... repository=... upload=... digest=...``."""
+    """``<time> [<pid>] <LEVEL> <logger>: <message> request_id=... repository=... upload=...
+    digest=...``; the process id tells gunicorn's workers apart."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = f"{_timestamp(record)} {record.levelname} {record.name}: {record.getMessage()}"
+        line = f"{_timestamp(record)} [{record.process}] {record.levelname} {record.name}: {record.getMessage()}"
         extras = " ".join(f"{name}={_plain(getattr(record, name))}" for name in FIELDS
                           if getattr(record, name, None) is not None)
         if extras:
@@ -177,12 +178,13 @@ class TextFormatter(logging.Formatter):
 
 
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ``time``, ``level``, ``logger``, ``message``, the request's
+    """One JSON object per line: ``time``, ``pid``, ``level``, ``logger``, ``message``, the request's
     fields that apply, an access line's ``access`` fields, and ``exception`` (the traceback)."""
 
     def format(self, record: logging.LogRecord) -> str:
-        doc: dict[str, Any] = {"time": _timestamp(record), "level": record.levelname.lower(),
-                               "logger": record.name, "message": record.getMessage()}
+        doc: dict[str, Any] = {"time": _timestamp(record), "pid": record.process,
+                               "level": record.levelname.lower(), "logger": record.name,
+                               "message": record.getMessage()}
         for name in FIELDS:
             value = getattr(record, name, None)
             if value is not None:

@@ -32,6 +32,7 @@ LAYER = b"layer bytes"
 def captured() -> Iterator[io.StringIO]:
     """Every logger's lines, as ``serve`` writes them (text format), in a buffer."""
     stream = io.StringIO()
+    logs.clear()  # this thread serves no request (a test before may have left one entered)
     handler = logs.configure("debug", "text", stream)
     yield stream
     logging.getLogger().removeHandler(handler)
@@ -50,7 +51,8 @@ def _record(message: str, **fields: Any) -> logging.LogRecord:
 def test_text_lines_carry_the_request_fields_that_apply() -> None:
     record = _record("storage slow", request_id="r-1", repository="lib/app", upload=None, digest="sha256:ab")
     line = logs.TextFormatter().format(record)
-    assert line.endswith(" WARNING docker_registry_wsgi: storage slow request_id=r-1 repository=lib/app digest=sha256:ab")
+    assert line.endswith(f" [{record.process}] WARNING docker_registry_wsgi: storage slow request_id=r-1 "
+                         "repository=lib/app digest=sha256:ab")
     assert line[:24].endswith("Z") and line[10] == "T"  # 2026-05-04T12:00:00.123Z
 
 
@@ -66,8 +68,8 @@ def test_json_lines_are_one_object_each() -> None:
         record = _record("failed", request_id="r-2", upload="u-1")
         record.exc_info = sys.exc_info()
     doc = json.loads(logs.JsonFormatter().format(record))
-    assert (doc["level"], doc["logger"], doc["message"], doc["request_id"], doc["upload"]) == (
-        "warning", "docker_registry_wsgi", "failed", "r-2", "u-1")
+    assert (doc["level"], doc["logger"], doc["message"], doc["request_id"], doc["upload"], doc["pid"]) == (
+        "warning", "docker_registry_wsgi", "failed", "r-2", "u-1", record.process)
     assert "RuntimeError: boom" in doc["exception"] and "digest" not in doc
     with pytest.raises(ValueError, match="unknown log format"):
         logs.formatter("xml")
@@ -188,6 +190,6 @@ def test_a_client_trying_tls_first_is_closed_at_once_without_a_warning(tmp_path:
             sock.sendall(b"GET / HTTP/1.1\nHost: x\n\n")  # bare LFs
             assert sock.recv(1024).startswith(b"HTTP/1.1 400 ")
     text = server.log_text()
-    assert "DEBUG gunicorn.error: closing ('127.0.0.1'," in text and "a TLS handshake on a plain HTTP port" in text
-    assert "DEBUG gunicorn.error: Invalid request from ip=127.0.0.1" in text
+    assert "] DEBUG gunicorn.error: closing ('127.0.0.1'," in text and "a TLS handshake on a plain HTTP port" in text
+    assert "] DEBUG gunicorn.error: Invalid request from ip=127.0.0.1" in text
     assert " WARNING " not in text
