@@ -367,7 +367,7 @@ class _Duration(Kind):
 
 @dataclass(frozen=True)
 class _Tables(Kind):
-    loader: Callable[[Any], Any] = lambda value: value
+    loader: Callable[[Any], Any]
     toml: str = "table"  # type: ignore[misc]
     describe: str = "a table"  # type: ignore[misc]
     structured = True
