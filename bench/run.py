@@ -4,8 +4,9 @@
 
 Starts both servers (and nginx, for the loopback ceiling) on free loopback ports with their
 data in a temporary folder, runs the same workload against each with C clients (curl, wrk),
-alternating the servers run by run, and prints the median of each number, the ratio, and the
-floors of issue 6; writes everything as JSON. See docs/benchmark.rst.
+alternating the servers run by run, says on stderr what it measures as it goes, and prints the
+median of each number, the ratio, and whether this run meets each goal (docs/benchmark.rst,
+"Goals"); writes everything as JSON to bench/results/ (ignored by git) or --json PATH.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -35,6 +37,8 @@ MiB = 1 << 20
 REPO = "bench/blobs"
 EMPTY_DIGEST = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 LUA = Path(__file__).resolve().parent / "lua"
+#: Where results go by default: bench/results/ is in .gitignore.
+RESULTS = Path(__file__).resolve().parent / "results"
 GROUPS = ("limits", "push", "pull", "small", "many", "rss")
 #: Groups run only when --only names them.
 OPTIONAL_GROUPS = ("slowloris",)
@@ -46,7 +50,7 @@ MANIFEST_ACCEPT = ("Accept: application/vnd.oci.image.manifest.v1+json, "
 
 @dataclass
 class Sizes:
-    """How big the workload is: the full one of issue 6, or a tiny one for the smoke test."""
+    """How big the workload is: the full one the goals are set for, or a tiny one for the smoke test."""
 
     blob: int = 512 * MiB
     chunks: int = 8
@@ -69,16 +73,21 @@ class Metric:
     label: str
     unit: str
     higher_is_better: bool = True
-    floor: float | None = None
+    #: The ratio this row should reach (docs/benchmark.rst, "Goals"), if it has a goal.
+    goal: float | None = None
     values: dict[str, list[float]] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     note: str = ""
-    #: "speed" (the issue's table), "cpu" (server CPU per unit of work), "latency".
+    #: "speed" (the main table), "cpu" (server CPU per unit of work), "latency".
     group: str = "speed"
+    #: Called with each number as it is measured (the progress lines).
+    on_add: Callable[["Metric", str, float], None] | None = field(default=None, repr=False, compare=False)
 
     def add(self, server: str, value: float, errors: int = 0) -> None:
         self.values.setdefault(server, []).append(value)
         self.errors[server] = self.errors.get(server, 0) + errors
+        if self.on_add is not None:
+            self.on_add(self, server, value)
 
     def median(self, server: str) -> float | None:
         values = self.values.get(server)
@@ -96,8 +105,8 @@ class Metric:
         return {
             "label": self.label, "unit": self.unit, "higher_is_better": self.higher_is_better,
             "runs": self.values, "median": {k: self.median(k) for k in self.values},
-            "errors": self.errors, "ratio": ratio, "floor": self.floor,
-            "meets_floor": None if self.floor is None or ratio is None else ratio >= self.floor,
+            "errors": self.errors, "ratio": ratio, "goal": self.goal,
+            "meets_goal": None if self.goal is None or ratio is None else ratio >= self.goal,
             "note": self.note, "group": self.group,
         }
 
@@ -194,6 +203,7 @@ class Bench:
         self.small_digest = ""
         self.pull_digest: dict[str, str] = {}
         self.load = {"start": os.getloadavg()}
+        self.began = time.monotonic()
 
     # -- servers -------------------------------------------------------------------------------
 
@@ -220,8 +230,17 @@ class Bench:
 
     def metric(self, key: str, *args: object, **kwargs: object) -> Metric:
         if key not in self.metrics:
-            self.metrics[key] = Metric(*args, **kwargs)  # type: ignore[arg-type]
+            self.metrics[key] = Metric(*args, **kwargs, on_add=self._measured)  # type: ignore[arg-type]
         return self.metrics[key]
+
+    def say(self, text: str) -> None:
+        """A progress line on stderr, with the minutes and seconds since the start."""
+        elapsed = int(time.monotonic() - self.began)
+        print(f"[{elapsed // 60:02d}:{elapsed % 60:02d}] {text}", file=sys.stderr, flush=True)
+
+    def _measured(self, metric: Metric, server: str, value: float) -> None:
+        run = len(metric.values[server])
+        self.say(f"  {metric.label}: {server} {_fmt(value)} {metric.unit} (run {run} of {self.sizes.runs})")
 
     def cpu_metric(self, key: str, label: str, unit: str) -> Metric:
         """CPU the server's processes used for a piece of work: less at the mercy of other load."""
@@ -230,28 +249,31 @@ class Bench:
     # -- workload groups -----------------------------------------------------------------------
 
     def run(self, groups: list[str]) -> None:
+        self.say(f"groups {', '.join(groups)}; {self.sizes.runs} run(s) each; servers alternate run by run")
         if "limits" in groups:
+            self.say("machine limits: sha256 and disk write+fsync")
             self.measure_limits()
+        self.say("starting ours, distribution and nginx")
         main = {name: self.start(name, self.tmp / name) for name in ("ours", "distribution", "nginx")}
         pair = ["ours", "distribution"]
         for name in pair:
             self.setup(main[name])
-        if "push" in groups or "pull" in groups:
-            self.measure_push(main, pair)
-        if "pull" in groups:
-            self.measure_pull(main, pair)
-        if "small" in groups:
-            self.measure_small(main, pair)
-        if "many" in groups:
-            self.measure_many(main, pair)
-        if "slowloris" in groups:
-            self.measure_slowloris(main, pair)
+        steps = (("push", "push" in groups or "pull" in groups, self.measure_push),
+                 ("pull", "pull" in groups, self.measure_pull),
+                 ("small requests (wrk)", "small" in groups, self.measure_small),
+                 ("concurrent pushes", "many" in groups, self.measure_many),
+                 ("slow clients", "slowloris" in groups, self.measure_slowloris))
+        for title, wanted, measure in steps:
+            if wanted:
+                self.say(title)
+                measure(main, pair)
         for name in pair:
             self.rss[f"after workload ({name})"] = servers.RssSampler(main[name]).report()
         self.stop_all()
         for name in pair + ["nginx"]:
             shutil.rmtree(self.tmp / name, ignore_errors=True)
         if "rss" in groups:
+            self.say("memory during big pushes")
             self.measure_rss(pair)
         self.load["end"] = os.getloadavg()
 
@@ -276,10 +298,10 @@ class Bench:
     def measure_push(self, main: dict[str, servers.Server], pair: list[str]) -> None:
         s, files = self.sizes, self.files
         mono = self.metric("push_monolithic", f"push {s.blob // MiB} MiB monolithic (POST+PUT)", "MB/s",
-                           floor=2.0)
+                           goal=2.0)
         chunked = self.metric("push_chunked",
                               f"push {s.blob // MiB} MiB chunked (POST, {s.chunks} PATCH, PUT)",
-                              "MB/s", floor=2.5)
+                              "MB/s", goal=2.5)
         for run in range(s.runs):
             for mode, metric in (("mono", mono), ("chunked", chunked)):
                 digest = files.tag(f"{mode}-{run}-{time.time_ns()}")
@@ -301,7 +323,7 @@ class Bench:
 
     def measure_pull(self, main: dict[str, servers.Server], pair: list[str]) -> None:
         s = self.sizes
-        full = self.metric("pull", f"pull {s.blob // MiB} MiB (GET to /dev/null)", "MB/s", floor=1.0)
+        full = self.metric("pull", f"pull {s.blob // MiB} MiB (GET to /dev/null)", "MB/s", goal=1.0)
         first, last = s.blob // 4 + 1, 3 * s.blob // 4
         ranged = self.metric("range", f"Range GET {(last - first + 1) / MiB:.0f} MiB", "MB/s")
         for run in range(s.runs):
@@ -321,7 +343,7 @@ class Bench:
                 ranged.add(name, clients.pull(base, REPO, digest, s.blob, (first, last)))
         nginx = self.limits.get("nginx GET (loopback ceiling), MB/s")
         if nginx:
-            vs = self.metric("pull_vs_nginx", "pull, ours against nginx", "MB/s", floor=0.8)
+            vs = self.metric("pull_vs_nginx", "pull, ours against nginx", "MB/s", goal=0.8)
             vs.values = {"ours": full.values["ours"], "distribution": nginx}
             vs.note = "ratio column: ours / nginx"
 
@@ -349,8 +371,8 @@ class Bench:
     def measure_small(self, main: dict[str, servers.Server], pair: list[str]) -> None:
         s = self.sizes
         for key, label, path, headers, script in self.small_targets(main):
-            floor = None if key == "get_small_blob" else 3.0
-            metric = self.metric(key, f"{label}, {s.connections} conns", "req/s", floor=floor)
+            goal = None if key == "get_small_blob" else 3.0
+            metric = self.metric(key, f"{label}, {s.connections} conns", "req/s", goal=goal)
             for run in range(s.runs):
                 for name in alternate(pair, run):
                     cpu = main[name].cpu()
@@ -422,13 +444,13 @@ class Bench:
 
     # -- report ----------------------------------------------------------------------------------
 
-    def floors(self) -> list[tuple[str, bool]]:
-        """Each floor of issue 6 and whether this run meets it."""
+    def goals(self) -> list[tuple[str, bool]]:
+        """Each goal (docs/benchmark.rst, "Goals") and whether this run meets it."""
         out = []
         for key, metric in self.metrics.items():
             ratio = metric.ratio()
-            if metric.floor is not None and ratio is not None:
-                out.append((f"{metric.label}: {ratio:.2f}x >= {metric.floor}x", ratio >= metric.floor))
+            if metric.goal is not None and ratio is not None:
+                out.append((f"{metric.label}: {ratio:.2f}x >= {metric.goal}x", ratio >= metric.goal))
         for size in (self.sizes.blob, self.sizes.big):
             m = self.metrics.get(f"rss_peak_worker_mib_{size // MiB}")
             if m and m.median("ours") is not None:
@@ -443,8 +465,8 @@ class Bench:
         return out
 
     def table(self) -> str:
-        """The report: the issue's table, server CPU per unit of work, latency, limits, memory, floors."""
-        lines = [_render(self._rows("speed", with_floor=True)),
+        """The report: the main table, server CPU per unit of work, latency, limits, memory, goals."""
+        lines = [_render(self._rows("speed", with_goal=True)),
                  "ratio: ours / distribution (for s and MiB: distribution / ours), so > 1 means ours is "
                  f"better; median of {self.sizes.runs} run(s); errors: ours / distribution", ""]
         if any(m.group == "cpu" for m in self.metrics.values()):
@@ -459,10 +481,10 @@ class Bench:
         lines += ["", "memory (MiB; per process VmHWM, and the peak of the sampled sum):"]
         for name, report in self.rss.items():
             lines.append(f"  {name}: {json.dumps(report)}")
-        floors = self.floors()
-        if floors:
-            lines += ["", "floors of issue 6:"]
-            lines += [f"  [{'ok' if ok else 'MISSED'}] {text}" for text, ok in floors]
+        goals = self.goals()
+        if goals:
+            lines += ["", "goals (docs/benchmark.rst):"]
+            lines += [f"  [{'ok' if ok else 'MISSED'}] {text}" for text, ok in goals]
         lines += [f"note: {note}" for note in self.notes]
         busy = max(self.load.get("start", (0,))[0], self.load.get("end", (0,))[0])
         lines.append(f"load average (1 min) at start / end: {self.load['start'][0]:.2f} / "
@@ -471,8 +493,8 @@ class Bench:
                         "CPU-per-work table" if busy > 1.0 else ""))
         return "\n".join(lines)
 
-    def _rows(self, group: str, with_floor: bool = False) -> list[tuple[str, ...]]:
-        head = ("metric", "unit", "ours", "distribution", "ratio") + (("floor", "errors") if with_floor else ())
+    def _rows(self, group: str, with_goal: bool = False) -> list[tuple[str, ...]]:
+        head = ("metric", "unit", "ours", "distribution", "ratio") + (("goal", "errors") if with_goal else ())
         rows: list[tuple[str, ...]] = [head]
         for key, m in self.metrics.items():
             if m.group != group:
@@ -483,10 +505,10 @@ class Bench:
                 other += " (nginx)"
             row: tuple[str, ...] = (m.label, m.unit, _fmt(m.median("ours")), other,
                                     "-" if ratio is None else f"{ratio:.2f}x")
-            if with_floor:
+            if with_goal:
                 errors = "" if not any(m.errors.values()) else \
                     " / ".join(str(m.errors.get(k, 0)) for k in ("ours", "distribution"))
-                row += ("-" if m.floor is None else f">={m.floor}x", errors)
+                row += ("-" if m.goal is None else f">={m.goal}x", errors)
             rows.append(row)
         return rows
 
@@ -498,7 +520,7 @@ class Bench:
             "metrics": {k: m.as_json() for k, m in self.metrics.items()},
             "limits": {k: {"runs": v, "median": statistics.median(v)} for k, v in self.limits.items()},
             "rss": self.rss,
-            "floors": [{"floor": text, "met": ok} for text, ok in self.floors()],
+            "goals": [{"goal": text, "met": ok} for text, ok in self.goals()],
             "notes": self.notes,
             "load_average": self.load,
         }
@@ -570,7 +592,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ours-command",
                         help="replace our serve command (with {host} {port} {root} filled in), "
                              "e.g. to try another WSGI server")
-    parser.add_argument("--json", default="bench-results.json", help="where to write the results")
+    parser.add_argument("--json", help="where to write the results (default: bench/results/<UTC time>.json, "
+                                       "which git ignores)")
     parser.add_argument("--tmpdir", default=tempfile.gettempdir(),
                         help="folder for the temporary data folder (default: the system temp dir)")
     parser.add_argument("--registry-binary", default=shutil.which("docker-registry") or "docker-registry",
@@ -612,8 +635,10 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(args, sizes, tmp)
         bench.run(groups)
         print(bench.table())
-        Path(args.json).write_text(json.dumps(bench.as_json(), indent=2) + "\n")
-        print(f"\nresults written to {args.json}")
+        target = Path(args.json) if args.json else RESULTS / time.strftime("%Y%m%dT%H%M%SZ.json", time.gmtime())
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(bench.as_json(), indent=2) + "\n")
+        print(f"\nresults written to {target}")
         return 0
     except (clients.BenchError, RuntimeError) as exc:
         print(f"benchmark failed: {exc}", file=sys.stderr)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping
 
 from werkzeug.wrappers import Request
 
+from . import logs
 from .auth.base import DELETE, PULL, Access, AllowAll, Auth
 from .content import RegistryContent
 from .errors import (
@@ -56,6 +57,9 @@ class Registry:
     :param delete_enabled: ``False`` refuses every delete of manifests, tags and blobs with 405
         ``UNSUPPORTED`` (distribution's ``storage.delete.enabled``), before the auth hook is
         asked, whatever it would grant. Cancelling an upload is not a delete and stays allowed.
+    :param read_only: ``True`` refuses every request but ``GET`` and ``HEAD`` (pushes, uploads and
+        their cancelling, deletes) with 405 ``UNSUPPORTED`` and an ``Allow`` header, as
+        distribution's ``maintenance.readonly`` does, before the auth hook is asked.
     :param events: where pushes, pulls, deletes and mounts are told once they succeeded (see
         :mod:`.events`); default a new :class:`~.events.EventHub`, as ``registry.events``.
     :param metrics: record requests, uploads in flight and auth refusals there (see
@@ -71,6 +75,7 @@ class Registry:
         mount_without_from: bool | None = None,
         touch_interval: float = DEFAULT_TOUCH_INTERVAL,
         delete_enabled: bool = True,
+        read_only: bool = False,
         logger: logging.Logger | None = None,
         events: EventHub | None = None,
         metrics: RegistryMetrics | None = None,
@@ -84,6 +89,7 @@ class Registry:
             isinstance(self.auth, AllowAll) if mount_without_from is None else mount_without_from
         )
         self.delete_enabled = delete_enabled
+        self.read_only = read_only
         self.logger = logger or logging.getLogger("docker_registry_wsgi")
         self.events = events if events is not None else EventHub()
         self._handlers = {
@@ -96,9 +102,16 @@ class Registry:
             metrics.instrument_handlers(self._handlers)
 
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:  # type: ignore[type-arg]
-        if self.metrics is not None:
-            return self.metrics.observe(self._respond, environ, start_response)
-        return self._respond(environ, start_response)
+        # The request's id in its log lines (see logs.py) and in the response's X-Request-ID.
+        log, token = logs.enter(environ)
+        if token is not None:  # else an outer layer (the server's) entered it and answers the id
+            start_response = logs.with_request_id(start_response, log.request_id)
+        try:
+            if self.metrics is not None:
+                return self.metrics.observe(self._respond, environ, start_response)
+            return self._respond(environ, start_response)
+        finally:
+            logs.leave(token)
 
     def _respond(self, environ: dict, start_response) -> Iterable[bytes]:  # type: ignore[type-arg]
         """Serve one request: its response, or its error rendered as the spec's JSON body."""
@@ -135,6 +148,17 @@ class Registry:
             )
         if "name" in params:
             parse_name(params["name"])
+        digest = params.get("digest") or _digest_reference(params.get("reference"))
+        if digest is None and "digest=" in request.environ.get("QUERY_STRING", ""):
+            digest = request.args.get("digest")  # an upload's completion
+        logs.annotate(repository=params.get("name"), upload=params.get("upload_id"), digest=digest)
+        if self.read_only and request.method not in _READS:
+            # Before auth, as for deletes below: the answer is the same for every caller.
+            raise MethodNotAllowed(
+                {"method": request.method},
+                message="this registry is read-only: pushes and deletes are refused",
+                headers={"Allow": ", ".join(m for m in route.methods if m in _READS)},
+            )
         if DELETE in method.actions and not self.delete_enabled:
             # Before auth: the answer is the same for every caller and every repository, so
             # asking for credentials first would only make a client log in to hear "no".
@@ -182,6 +206,14 @@ class Registry:
         if source and request.args.get("mount"):
             needed.append(Access.repository(parse_name(source), PULL))
         return needed
+
+
+_READS = ("GET", "HEAD")
+
+
+def _digest_reference(reference: str | None) -> str | None:
+    """A manifest reference that is a digest (``sha256:...``), not a tag."""
+    return reference if reference and ":" in reference else None
 
 
 def _load(dotted: str) -> Handler:

@@ -24,6 +24,7 @@ import re
 import socket
 import threading
 import time
+import random
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -76,6 +77,16 @@ def parse_request_id(header: str | None) -> str | None:
     return None
 
 
+def new_request_id() -> str:
+    """A random version 4 UUID as text, a third the cost of ``str(uuid.uuid4())``: every request
+    gets one. From ``random`` (reseeded in each forked worker): ids need to be unique, not secret."""
+    n = random.getrandbits(128)
+    n = (n & ~(0xF000 << 64)) | (4 << 76)  # version 4
+    n = (n & ~(0xC000 << 48)) | (0x8000 << 48)  # the RFC 4122 variant
+    h = f"{n:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
 def request_id(environ: MutableMapping[str, Any]) -> str:
     """The id of the request: stored under :data:`REQUEST_ID_KEY`, else a valid ``X-Request-ID``,
     else a new UUID; stored in ``environ`` so that logs and events of the request share it.
@@ -86,7 +97,7 @@ def request_id(environ: MutableMapping[str, Any]) -> str:
     found = environ.get(REQUEST_ID_KEY)
     if isinstance(found, str):
         return found
-    value = parse_request_id(environ.get("HTTP_X_REQUEST_ID")) or str(uuid.uuid4())
+    value = parse_request_id(environ.get("HTTP_X_REQUEST_ID")) or new_request_id()
     environ[REQUEST_ID_KEY] = value
     return value
 

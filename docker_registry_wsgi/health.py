@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import secrets
 import threading
 import time
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable
 
 from .errors import MethodNotAllowed, NotFound
+from .options import Option, boolean, number
 from .storage.base import Storage
 
 __all__ = [
@@ -24,7 +24,7 @@ __all__ = [
     "StorageProbe",
     "check_storage",
     "startup_failure",
-    "add_arguments",
+    "OPTIONS",
     "PROBE_PREFIX",
     "DEFAULT_TIMEOUT",
 ]
@@ -150,19 +150,12 @@ class HealthApp:
         return [] if method == "HEAD" else [body]
 
 
-def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] | None = None) -> None:
-    """``serve``'s health options; each one's default comes from its ``REGISTRY_*`` variable."""
-    env = os.environ if env is None else env
-    group = parser.add_argument_group("health")
-    group.add_argument("--start-degraded", action="store_true",
-                       default=env.get("REGISTRY_START_DEGRADED", "").strip().lower()
-                       in ("1", "true", "yes", "on"),
-                       help="start even when the storage check at start fails; /readyz answers 503 "
-                            "until storage works (env REGISTRY_START_DEGRADED)")
-    group.add_argument("--readiness-timeout", type=float, metavar="SECONDS",
-                       default=float(env.get("REGISTRY_READINESS_TIMEOUT") or DEFAULT_TIMEOUT),
-                       help="how long the storage check (at start and on /readyz) waits for a "
-                            "round trip (env REGISTRY_READINESS_TIMEOUT; default %(default)g)")
+OPTIONS = (
+    Option("start-degraded", boolean(), "start even when the storage check at start fails; /readyz "
+           "answers 503 until storage works", default=False, group="health"),
+    Option("readiness-timeout", number(above=0, unit="seconds"), "how long the storage check (at "
+           "start and on /readyz) waits for a round trip", default=DEFAULT_TIMEOUT, group="health"),
+)
 
 
 def startup_failure(namespace: argparse.Namespace, build: Callable[[], Storage],

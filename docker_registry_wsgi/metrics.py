@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Ty
 
 from .errors import MethodNotAllowed, NotFound, Unauthorized
 from .extras import MissingExtra, require
+from .options import Option, boolean, file, path, text
 from .storage.base import (
     BlobReader,
     InvalidKey,
@@ -49,8 +50,8 @@ __all__ = [
     "ENDPOINT_KEY",
     "REQUEST_BUCKETS",
     "STORAGE_BUCKETS",
-    "add_arguments",
-    "add_textfile_argument",
+    "OPTIONS",
+    "textfile_option",
     "child_exit",
     "write_gc_textfile",
     "write_purge_textfile",
@@ -571,40 +572,30 @@ class MetricsApp:
 # -- the standalone server ------------------------------------------------------------------------
 
 
-def _flag(env: Mapping[str, str], name: str, default: bool) -> bool | str:
-    """A boolean environment variable's value; its text when it is neither true nor false."""
-    text = env.get(name, "").strip().lower()
-    if not text:
-        return default
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    return env[name]
+def _bind(text: str) -> str:
+    """``--metrics-bind``'s value, checked (the reader names the setting)."""
+    try:
+        _parse_bind(text)
+    except ValueError:
+        raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:9102") from None
+    return text
 
 
-def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] | None = None) -> None:
-    """``serve``'s metrics options; each one's default comes from its ``REGISTRY_*`` variable."""
-    env = os.environ if env is None else env
-    group = parser.add_argument_group("metrics")
-    group.add_argument("--metrics", action=argparse.BooleanOptionalAction,
-                       default=_flag(env, "REGISTRY_METRICS", True),
-                       help="serve Prometheus metrics at /metrics (env REGISTRY_METRICS; default on)")
-    group.add_argument("--metrics-token", metavar="TOKEN", default=env.get("REGISTRY_METRICS_TOKEN"),
-                       help="require 'Authorization: Bearer TOKEN' on /metrics "
-                            "(env REGISTRY_METRICS_TOKEN; prefer the file or the variable to "
-                            "the command line, which other users can read)")
-    group.add_argument("--metrics-token-file", metavar="FILE",
-                       default=env.get("REGISTRY_METRICS_TOKEN_FILE"),
-                       help="read the token from FILE (env REGISTRY_METRICS_TOKEN_FILE)")
-    group.add_argument("--metrics-bind", metavar="HOST:PORT", default=env.get("REGISTRY_METRICS_BIND"),
-                       help="serve /metrics only on this extra address, e.g. 127.0.0.1:9102, and "
-                            "not on the registry's (env REGISTRY_METRICS_BIND)")
-    group.add_argument("--metrics-dir", metavar="FOLDER",
-                       default=env.get("REGISTRY_METRICS_DIR") or env.get("PROMETHEUS_MULTIPROC_DIR"),
-                       help="folder for the workers' metric files, emptied at start (env "
-                            "REGISTRY_METRICS_DIR or PROMETHEUS_MULTIPROC_DIR; default: a new "
-                            "temporary folder, removed at exit)")
+_GROUP = "metrics"
+
+OPTIONS = (
+    Option("metrics", boolean(), "serve Prometheus metrics at /metrics", default=True, group=_GROUP),
+    Option("metrics-token", text(metavar="TOKEN"), "require 'Authorization: Bearer TOKEN' on "
+           "/metrics; prefer the variable or --metrics-token-file to the command line, which other "
+           "users can read", secret=True, group=_GROUP, default_text="none: /metrics is open"),
+    Option("metrics-token-file", file(), "read the token from this file", group=_GROUP),
+    Option("metrics-bind", text(_bind, "HOST:PORT, e.g. 127.0.0.1:9102", "HOST:PORT"),
+           "serve /metrics only on this extra address, and not on the registry's", group=_GROUP,
+           default_text="none: /metrics on the registry's address"),
+    Option("metrics-dir", path("a folder", "FOLDER"), "folder for the workers' metric files, "
+           "emptied at start", also_env=("PROMETHEUS_MULTIPROC_DIR",), group=_GROUP,
+           default_text="a new temporary folder, removed at exit"),
+)
 
 
 def _parse_bind(text: str) -> tuple[str, int]:
@@ -656,10 +647,7 @@ class ServerMetrics:
 
         ValueError on a bad value, :class:`~.extras.MissingExtra` without prometheus_client.
         """
-        enabled = namespace.metrics
-        if not isinstance(enabled, bool):
-            raise ValueError(f"REGISTRY_METRICS={enabled!r}: expected true or false")
-        if not enabled:
+        if not namespace.metrics:
             return None
         try:
             _require_prometheus()
@@ -783,13 +771,11 @@ class _MetricsRoute:
 # -- command-line runs (gc, purge-uploads): the textfile collector pattern -----------------------
 
 
-def add_textfile_argument(parser: argparse.ArgumentParser, variable: str,
-                          env: Mapping[str, str] | None = None) -> None:
-    """``--metrics-textfile FILE`` (default: env ``variable``) for a command that runs and exits."""
-    env = os.environ if env is None else env
-    parser.add_argument("--metrics-textfile", metavar="FILE", default=env.get(variable),
-                        help="write this run's results to FILE in Prometheus' text format, for "
-                             f"node_exporter's textfile collector (env {variable})")
+def textfile_option(variable: str) -> Option:
+    """``--metrics-textfile FILE`` (variable ``variable``) for a command that runs and exits."""
+    return Option("metrics-textfile", path("a file", "FILE"), "write this run's results to this file "
+                  "in Prometheus' text format, for node_exporter's textfile collector",
+                  env=variable, file=False, group="metrics")
 
 
 class _Gauges:

@@ -21,6 +21,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from .options import toml_loads
+
 __all__ = [
     "RetentionError",
     "RetentionRule",
@@ -363,11 +365,7 @@ class RetentionPolicy:
             if suffix == ".json":
                 data = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
             else:
-                try:
-                    import tomllib
-                except ImportError:  # Python 3.10
-                    raise RetentionError("TOML needs Python 3.11+; use JSON") from None
-                data = tomllib.loads(text)
+                data = toml_loads(text)
         except RecursionError:
             raise RetentionError(f"{file}: nested too deeply") from None
         except ValueError as exc:  # JSONDecodeError, TOMLDecodeError, RetentionError

@@ -31,6 +31,7 @@ from .content import _blob_key, _catalog_key, _layer_key, _repo, _revision_key, 
 from .digests import Digest, parse_digest
 from .errors import DigestInvalid, NameInvalid, RegistryError
 from .manifests import Manifest, parse_manifest
+from .options import Option, integer, text
 from .references import parse_name
 from .storage import config as storage_config
 from .storage.base import KeyNotFound, Storage
@@ -45,7 +46,7 @@ __all__ = [
     "MISSING",
     "INVALID",
     "parse_sample",
-    "add_arguments",
+    "OPTIONS",
     "ProgressPrinter",
     "format_report",
     "run_command",
@@ -446,8 +447,8 @@ def parse_sample(text: str) -> float | int:
         value: float | int = float(text) if any(c in text for c in ".eE") else int(text)
         _check_sample(value)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: give a count of blobs (e.g. 100) or a fraction in (0, 1] (e.g. 0.05)"
+        raise ValueError(
+            "give a count of blobs (e.g. 100) or a fraction in (0, 1] (e.g. 0.05)"
             + (f"; {exc}" if "sample" in str(exc) else "")) from None
     return value
 
@@ -501,16 +502,16 @@ def _exists(storage: Storage, key: str) -> bool:
 # -- the command ------------------------------------------------------------------------------------
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``scrub`` subcommand's options, and the storage options ``serve`` takes."""
-    parser.add_argument("--repository", metavar="NAME",
-                        help="check only what this repository links, and name references within it")
-    parser.add_argument("--sample", type=parse_sample, metavar="FRACTION_OR_COUNT",
-                        help="check only some blobs: a count (100) or a fraction (0.05); "
-                             "manifests are always all checked")
-    parser.add_argument("--seed", type=int, metavar="N",
-                        help="random seed of the sample (default: a fresh one, printed)")
-    storage_config.add_arguments(parser)
+#: The ``scrub`` command's own options (it also takes the storage options ``serve`` takes).
+OPTIONS = (
+    Option("repository", text(metavar="NAME"), "check only what this repository links, and name "
+           "references within it", env=False, file=False, group="scrub", default_text="all"),
+    Option("sample", text(parse_sample, "a count (100) or a fraction (0.05)", "FRACTION_OR_COUNT"),
+           "check only some blobs; manifests are always all checked", env=False, file=False,
+           group="scrub", default_text="all blobs"),
+    Option("seed", integer(), "random seed of the sample", env=False, file=False, group="scrub",
+           default_text="a fresh one, printed"),
+)
 
 
 class ProgressPrinter:

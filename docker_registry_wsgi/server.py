@@ -13,110 +13,112 @@ from __future__ import annotations
 import argparse
 import atexit
 import logging
-import math
 import os
-from typing import Any, Callable, Iterable, Protocol
+import shlex
+import ssl
+from typing import Any, Callable, Iterable, Mapping, Protocol
 
-from . import health, metrics, webhooks
+from . import __version__, health, logs, metrics, webhooks
 from .app import Registry
-from .gc import DEFAULT_GRACE, Collector, PeriodicCollector
-from .retention import RetentionPolicy
-from .storage.base import Storage
-from .usage import UsageRecords
-from .extras import require
-from .usage import DEFAULT_TOUCH_INTERVAL
-from .errors import NotFound
 from .auth import config as auth_config
+from .errors import NotFound
+from .extras import MissingExtra, require
+from .gc import DEFAULT_GRACE, Collector, PeriodicCollector
 from .middleware import RegistryMiddleware, WSGIApp
+from .options import CONFIG, Option, boolean, file, host, integer, number, tables
+from .retention import RetentionPolicy
 from .storage import config as storage_config
+from .storage.base import Storage
+from .usage import DEFAULT_TOUCH_INTERVAL, UsageRecords
 
-__all__ = ["add_arguments", "build_app", "serve"]
+__all__ = ["OPTIONS", "TLS_OPTIONS", "GC_OPTIONS", "TOUCH_INTERVAL", "SERVE_OPTIONS", "build_app", "check", "serve", "gunicorn_settings",
+           "StartupFailure"]
 
-
-def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str] | None = None) -> None:
-    """The server's own options (address, workers) plus those of storage and auth."""
-    env = dict(os.environ) if env is None else env
-    cores = os.cpu_count() or 1
-    group = parser.add_argument_group("server")
-    group.add_argument("--host", default=env.get("REGISTRY_HOST", "127.0.0.1"),
-                       help="address to listen on (env REGISTRY_HOST; default 127.0.0.1)")
-    group.add_argument("--port", type=int, default=int(env.get("REGISTRY_PORT", "5000")),
-                       help="port to listen on (env REGISTRY_PORT; default 5000)")
-    group.add_argument("--workers", type=int, default=int(env.get("REGISTRY_WORKERS", str(cores))),
-                       help="worker processes (env REGISTRY_WORKERS; default: one per core)")
-    group.add_argument("--threads", type=int, default=int(env.get("REGISTRY_THREADS", "8")),
-                       help="requests a worker runs at once; one waiting on a slow client lets "
-                            "another run meanwhile, in a thread of its own "
-                            "(env REGISTRY_THREADS; default 8)")
-    group.add_argument("--max-connections", type=_count,
-                       default=env.get("REGISTRY_MAX_CONNECTIONS", "1000"),
-                       help="open connections per worker, idle or not; at the cap, those that have "
-                            "not sent a complete request for the longest are closed to make room "
-                            "(env REGISTRY_MAX_CONNECTIONS; default 1000)")
-    group.add_argument("--header-timeout", type=_seconds(zero=False),
-                       default=env.get("REGISTRY_HEADER_TIMEOUT", "20"),
-                       help="seconds a client has to send a whole request head, from connecting "
-                            "or from the first byte of a kept-alive connection's next request "
-                            "(env REGISTRY_HEADER_TIMEOUT; default 20)")
-    group.add_argument("--body-timeout", type=_seconds(zero=True),
-                       default=env.get("REGISTRY_BODY_TIMEOUT", "60"),
-                       help="seconds a request body may send nothing before the request fails, "
-                            "0 for no limit; a slow but steady body is not cut "
-                            "(env REGISTRY_BODY_TIMEOUT; default 60)")
-    group.add_argument("--access-log", action="store_true",
-                       default=env.get("REGISTRY_ACCESS_LOG", "") not in ("", "0", "false"),
-                       help="log every request to stderr (env REGISTRY_ACCESS_LOG)")
-    group.add_argument("--delete", dest="delete_enabled", action=argparse.BooleanOptionalAction,
-                       default=env.get("REGISTRY_DELETE_ENABLED", "true"),
-                       help="allow deleting manifests, tags and blobs; --no-delete answers 405 "
-                            "UNSUPPORTED (env REGISTRY_DELETE_ENABLED=false)")
-    group.add_argument("--touch-interval", type=float, metavar="SECONDS",
-                       default=float(env.get("REGISTRY_TOUCH_INTERVAL", str(DEFAULT_TOUCH_INTERVAL))),
-                       help="rewrite a blob's usage record at most this often; gc's --grace must "
-                            "be longer (env REGISTRY_TOUCH_INTERVAL; default %(default)g)")
-    collect = parser.add_argument_group("garbage collection")
-    collect.add_argument("--gc-interval", type=float, metavar="HOURS",
-                         default=float(env.get("REGISTRY_GC_INTERVAL", "0")),
-                         help="collect garbage every HOURS in one of the workers (env "
-                              "REGISTRY_GC_INTERVAL; default 0: never, run `gc` from cron)")
-    collect.add_argument("--gc-grace", type=float, metavar="HOURS",
-                         default=float(env.get("REGISTRY_GC_GRACE", str(DEFAULT_GRACE / 3600))),
-                         help="the periodic collection's grace period (env REGISTRY_GC_GRACE; "
-                              "default %(default)g)")
-    collect.add_argument("--gc-delete-untagged", action="store_true",
-                         default=env.get("REGISTRY_GC_DELETE_UNTAGGED", "") in ("1", "true", "yes"),
-                         help="the periodic collection also deletes untagged manifests")
-    collect.add_argument("--gc-retention", metavar="FILE", default=env.get("REGISTRY_GC_RETENTION"),
-                         help="retention rules for the periodic collection (env REGISTRY_GC_RETENTION)")
-    storage_config.add_arguments(parser, env)
-    auth_config.add_arguments(parser, env)
-    webhooks.add_arguments(parser, env)
-    health.add_arguments(parser, env)
-    metrics.add_arguments(parser, env)
+_SERVER, _TLS, _GC = "server", "TLS", "garbage collection"
 
 
-def _count(text: str) -> int:
-    """An argparse type: an integer of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1: {text!r}")
-    return value
+def _retention_rules(path: str) -> None:
+    RetentionPolicy.from_file(path)
 
 
-def _seconds(zero: bool) -> Callable[[str], float]:
-    """An argparse type: a finite number of seconds, above 0 (or also 0 when ``zero``)."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
-            raise argparse.ArgumentTypeError(f"must be a number of seconds {'>=' if zero else '>'} 0: {text!r}")
-        return value
-    return parse
+#: gunicorn settings that ``serve``'s own options decide, and the option to use instead.
+OWNED_SETTINGS = {
+    "bind": "--host and --port", "workers": "--workers", "threads": "--threads",
+    "worker_connections": "--max-connections", "worker_class": "nothing: serve runs its own worker",
+    "accesslog": "--access-log", "errorlog": "--log-format (every line goes to stderr)",
+    "loglevel": "--log-level", "logger_class": "--log-format", "logconfig": "--log-format",
+    "logconfig_dict": "--log-format", "logconfig_json": "--log-format",
+    "certfile": "--tls-cert", "keyfile": "--tls-key", "child_exit": "nothing: serve's metrics use it",
+    "config": "the [gunicorn] table of the registry's configuration file",
+    "wsgi_app": "nothing: serve runs the registry",
+}
+
+
+def _gunicorn_table(table: dict[str, Any]) -> dict[str, Any]:
+    """The ``[gunicorn]`` table: each setting known to gunicorn, not one of serve's, and valid."""
+    return gunicorn_settings(table, "")
+
+
+#: Shared with the ``gc`` command, whose grace period must be longer.
+TOUCH_INTERVAL = Option("touch-interval", number(0, unit="seconds"), "rewrite a blob's usage record "
+                        "at most this often; gc's --grace must be longer",
+                        default=DEFAULT_TOUCH_INTERVAL, group=_SERVER)
+
+#: The server's own options: address, workers, timeouts, switches.
+OPTIONS = (
+    Option("host", host(), "address to listen on; :: or 0.0.0.0 for every address", default="127.0.0.1",
+           group=_SERVER),
+    Option("port", integer(0, 65535), "port to listen on", default=5000, group=_SERVER),
+    Option("workers", integer(1), "worker processes", group=_SERVER, default_text="one per CPU core"),
+    Option("threads", integer(1), "requests a worker runs at once; one waiting on a slow client "
+           "lets another run meanwhile, in a thread of its own", default=8, group=_SERVER),
+    Option("max-connections", integer(1), "open connections per worker, idle or not; at the cap, "
+           "those that have not sent a complete request for the longest are closed to make room",
+           default=1000, group=_SERVER),
+    Option("header-timeout", number(above=0, unit="seconds"), "seconds a client has to send a "
+           "whole request head, from connecting or from the first byte of a kept-alive "
+           "connection's next request", default=20.0, group=_SERVER),
+    Option("body-timeout", number(0, unit="seconds"), "seconds a request body may send nothing "
+           "before the request fails, 0 for no limit; a slow but steady body is not cut",
+           default=60.0, group=_SERVER),
+    Option("delete", boolean(), "allow deleting manifests, tags and blobs; --no-delete answers 405 "
+           "UNSUPPORTED", dest="delete_enabled", env="REGISTRY_DELETE_ENABLED", default=True,
+           group=_SERVER),
+    Option("read-only", boolean(), "refuse every push, upload and delete with 405 UNSUPPORTED "
+           "(maintenance); pulls go on, whatever the auth scheme", default=False, group=_SERVER),
+    TOUCH_INTERVAL,
+)
+
+TLS_OPTIONS = (
+    Option("tls-cert", file(), "serve HTTPS with this PEM certificate (chain); docker refuses "
+           "plain HTTP to a registry that is not on localhost", group=_TLS),
+    Option("tls-key", file(), "the PEM private key of --tls-cert (if that file does not hold it)",
+           group=_TLS),
+)
+
+#: The periodic collection in ``serve`` (the ``gc`` command has options of its own).
+GC_OPTIONS = (
+    Option("gc-interval", number(0, unit="hours"), "collect garbage every HOURS in one of the "
+           "workers; 0: never (run gc from cron)", default=0.0, group=_GC),
+    Option("gc-grace", number(0, unit="hours"), "the periodic collection's grace period",
+           default=DEFAULT_GRACE / 3600, group=_GC),
+    Option("gc-delete-untagged", boolean(), "the periodic collection also deletes untagged manifests",
+           default=False, group=_GC),
+    Option("gc-retention", file(_retention_rules), "retention rules for the periodic collection "
+           "(docs/retention.rst)", group=_GC),
+)
+
+GUNICORN = Option("gunicorn", tables(_gunicorn_table, toml="table"), "further gunicorn settings, "
+                  "by gunicorn's names (keepalive = 5, forwarded_allow_ips = \"10.0.0.1\"); "
+                  "GUNICORN_CMD_ARGS overrides them", flag=False, env=False, default={},
+                  group="configuration", default_text="none")
+
+#: Everything ``serve`` reads: the configuration file's keys are these options' names.
+SERVE_OPTIONS: tuple[Option, ...] = (
+    CONFIG, *OPTIONS, *logs.OPTIONS, logs.ACCESS_LOG, *TLS_OPTIONS, *storage_config.OPTIONS,
+    *auth_config.OPTIONS, *webhooks.OPTIONS, *health.OPTIONS, *metrics.OPTIONS, *GC_OPTIONS,
+    GUNICORN,
+)
 
 
 def _not_found(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
@@ -124,16 +126,112 @@ def _not_found(environ: dict[str, Any], start_response: Callable[..., Any]) -> I
     return NotFound({"path": environ.get("PATH_INFO", "")[:200]}).response()(environ, start_response)
 
 
-def _boolean(value: bool | str, variable: str) -> bool:
-    """A flag's value: a bool from the command line, or its environment variable's text."""
-    if isinstance(value, bool):
-        return value
-    text = value.strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{variable}={value!r}: expected true or false")
+def gunicorn_settings(table: Mapping[str, Any], command_line: str) -> dict[str, Any]:
+    """gunicorn settings from a ``[gunicorn]`` table, then from ``GUNICORN_CMD_ARGS`` text (which
+    wins), each checked by gunicorn's own validator; ValueError, in one line, for a setting
+    gunicorn does not know, one that serve's own options decide, or a bad value."""
+    if not table and not command_line.strip():
+        return {}
+    require("gunicorn", "server", "gunicorn settings")
+    from gunicorn.config import Config
+
+    config = Config()
+    settings: dict[str, Any] = {}
+    for name, value in table.items():
+        key, checked = _checked(config, name, value, f"gunicorn.{name}")
+        settings[key] = checked
+    if command_line.strip():
+        for name, value in _command_line(config, command_line).items():
+            key, checked = _checked(config, name, value, f"GUNICORN_CMD_ARGS {name}")
+            settings[key] = checked
+    return settings
+
+
+def _checked(config: Any, name: str, value: Any, where: str) -> tuple[str, Any]:
+    key = str(name).replace("-", "_").lower()
+    if key not in config.settings:
+        raise ValueError(f"{where}: not a gunicorn setting")
+    if key in OWNED_SETTINGS:
+        raise ValueError(f"{where}: set by serve; use {OWNED_SETTINGS[key]}")
+    try:
+        config.set(key, value)
+    except Exception as exc:  # gunicorn's validators raise TypeError, ValueError and others
+        raise ValueError(f"{where} = {value!r}: {exc}") from None
+    return key, config.settings[key].get()
+
+
+def _command_line(config: Any, text: str) -> dict[str, Any]:
+    """The settings ``GUNICORN_CMD_ARGS`` sets, parsed by gunicorn's own parser."""
+    parser = config.parser()
+
+    def refuse(message: str) -> None:
+        raise ValueError(f"GUNICORN_CMD_ARGS: {message}")
+
+    parser.error = refuse  # type: ignore[method-assign]
+    try:
+        args = parser.parse_args(shlex.split(text))
+    except ValueError:
+        raise
+    except SystemExit:  # --help or --version
+        raise ValueError("GUNICORN_CMD_ARGS: takes settings only") from None
+    if args.args:
+        raise ValueError(f"GUNICORN_CMD_ARGS: takes settings only, not {' '.join(args.args)!r}")
+    return {name: value for name, value in vars(args).items() if value is not None and name != "args"}
+
+
+def check(namespace: argparse.Namespace, environ: Mapping[str, str] | None = None) -> list[str]:
+    """What would stop ``serve`` from starting with these settings, one line each (empty: none).
+
+    Each value was checked by the reader already; this checks them together, opening no storage
+    and binding nothing: storage settings and the root folder, auth (its files loaded), webhooks,
+    metrics, TLS (certificate and key loaded), periodic collection, gunicorn settings.
+    """
+    env = os.environ if environ is None else environ
+    problems: list[str] = []
+
+    def attempt(step: Callable[[], object]) -> None:
+        try:
+            step()
+        except (ValueError, MissingExtra) as exc:
+            problems.append(str(exc))
+
+    attempt(lambda: storage_config.check(namespace))
+    attempt(lambda: auth_config.build(namespace))
+    attempt(lambda: webhooks.build(namespace))
+    attempt(lambda: metrics.ServerMetrics.from_namespace(namespace))
+    attempt(lambda: _tls(namespace))
+    attempt(lambda: _usage_collector(namespace))
+    attempt(lambda: gunicorn_settings(namespace.gunicorn, env.get("GUNICORN_CMD_ARGS", "")))
+    return problems
+
+
+def _tls(namespace: argparse.Namespace) -> tuple[str, str | None] | None:
+    """``(certificate, key)`` files, loaded once to prove they make a server context; None: no TLS."""
+    cert, key = namespace.tls_cert, namespace.tls_key
+    if cert is None and key is None:
+        return None
+    if cert is None:
+        raise ValueError("--tls-key needs --tls-cert")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        files = f"--tls-cert {cert}" + (f" and --tls-key {key}" if key else "")
+        reason = getattr(exc, "reason", None) or exc.strerror or str(exc)
+        raise ValueError(f"{files}: not a certificate and its private key ({reason})") from None
+    return cert, key
+
+
+def _usage_collector(namespace: argparse.Namespace) -> None:
+    """A grace period too short for the touch interval fails now, not in a worker."""
+    if namespace.gc_interval > 0:
+        from .storage.memory import MemoryStorage
+
+        _periodic_collector(namespace, MemoryStorage())
+
+
+def _read_only(namespace: argparse.Namespace) -> bool:
+    return bool(namespace.read_only) or namespace.auth == "read-only"
 
 
 class StartupFailure(Exception):
@@ -154,14 +252,13 @@ def build_app(namespace: argparse.Namespace, background: list[Background] | None
     Jobs to run beside it (webhook delivery, periodic garbage collection) are appended to
     ``background``, not started: the caller starts them in each worker, after the fork.
     """
-    delete_enabled = _boolean(namespace.delete_enabled, "REGISTRY_DELETE_ENABLED")
     server_metrics = metrics.ServerMetrics.from_namespace(namespace)  # None with --no-metrics
     storage = storage_config.build(namespace)
     if server_metrics is not None:
         storage = server_metrics.instrument_storage(storage, namespace.storage)
     auth, extra = auth_config.build(namespace)
-    registry = Registry(storage=storage, auth=auth, delete_enabled=delete_enabled,
-                        touch_interval=namespace.touch_interval,
+    registry = Registry(storage=storage, auth=auth, delete_enabled=namespace.delete_enabled,
+                        read_only=_read_only(namespace), touch_interval=namespace.touch_interval,
                         metrics=server_metrics.registry_metrics if server_metrics else None)
     hooks = webhooks.build(namespace)
     if hooks is not None:
@@ -174,7 +271,9 @@ def build_app(namespace: argparse.Namespace, background: list[Background] | None
             background.append(periodic)
     app: WSGIApp = registry if not extra else RegistryMiddleware(_not_found, registry, extra)
     app = health.HealthApp(storage, timeout=namespace.readiness_timeout, fallback=app)
-    return server_metrics.wrap(app) if server_metrics is not None else app
+    if server_metrics is not None:
+        app = server_metrics.wrap(app)
+    return logs.RequestIdMiddleware(app)
 
 
 def _periodic_collector(namespace: argparse.Namespace, storage: Storage) -> PeriodicCollector:
@@ -189,20 +288,72 @@ def _periodic_collector(namespace: argparse.Namespace, storage: Storage) -> Peri
     return PeriodicCollector(storage, namespace.gc_interval * 3600, make)
 
 
-def serve(namespace: argparse.Namespace) -> None:
-    """Run gunicorn (this package's gthread worker) in this process until it is stopped."""
+def bind_address(host_: str, port: int) -> str:
+    """gunicorn's ``bind`` for a host and port: an IPv6 address in brackets (``[::]:5000``)."""
+    return f"[{host_}]:{port}" if ":" in host_ else f"{host_}:{port}"
+
+
+def describe(namespace: argparse.Namespace, hooks: webhooks.WebhookConfig | None = None) -> list[str]:
+    """What ``serve`` runs, in lines for its start: storage, auth, mode, health and metrics,
+    webhooks, garbage collection (the addresses come from the sockets once bound)."""
+    auth = namespace.auth if namespace.auth != "read-only" else "none"
+    if auth == "htpasswd":
+        auth += f" (users in {namespace.htpasswd})"
+    elif auth == "token":
+        auth += (f" (built-in issuer at {namespace.token_path}, users in {namespace.htpasswd})"
+                 if namespace.token_signing_key else f" (tokens from {namespace.token_realm})")
+    if namespace.access_rules:
+        auth += f", access rules in {namespace.access_rules}"
+    mode = ("read-only: pushes and deletes refused" if _read_only(namespace)
+            else "read-write" + ("" if namespace.delete_enabled else ", deletes refused"))
+    if not namespace.metrics:
+        scrape = "off"
+    else:
+        where = f"only on {namespace.metrics_bind}" if namespace.metrics_bind else "on every address"
+        guarded = ", token required" if (namespace.metrics_token or namespace.metrics_token_file) else ""
+        scrape = f"/metrics {where}{guarded}"
+    endpoints = hooks.endpoints if hooks is not None else ()
+    if namespace.gc_interval > 0:
+        collect = f"every {namespace.gc_interval:g} h, grace {namespace.gc_grace:g} h"
+        if namespace.gc_delete_untagged:
+            collect += ", untagged manifests too"
+        if namespace.gc_retention:
+            collect += f", retention rules in {namespace.gc_retention}"
+    else:
+        collect = "off (run docker-registry-wsgi gc from cron)"
+    return [
+        f"storage: {storage_config.describe(namespace)}",
+        f"auth: {auth}",
+        f"mode: {mode}",
+        f"health: /livez, /readyz; metrics: {scrape}",
+        f"webhooks: {len(endpoints)} endpoint(s)" + (
+            f" ({', '.join(e.url for e in endpoints)})" if endpoints else ""),
+        f"garbage collection: {collect}",
+    ]
+
+
+def serve(namespace: argparse.Namespace, environ: Mapping[str, str] | None = None) -> None:
+    """Run gunicorn (this package's gthread worker) in this process until it is stopped.
+
+    ``environ`` (default ``os.environ``) supplies ``GUNICORN_CMD_ARGS``.
+    """
     require("gunicorn", "server", "the standalone server")
     from gunicorn.app.base import BaseApplication
 
+    from .gunicorn_logging import GunicornLogger
     from .worker import ThreadWorker
 
-    workers = namespace.workers
+    env = os.environ if environ is None else environ
+    log = logging.getLogger("docker_registry_wsgi.server")
+    if namespace.auth == "read-only":
+        log.warning("--auth read-only is deprecated: it means --auth none --read-only, which say so")
+    workers = namespace.workers or os.cpu_count() or 1
     if namespace.storage == "memory" and workers != 1:
-        logging.getLogger("docker_registry_wsgi").warning(
-            "memory storage is per process: running one worker instead of %d", workers)
+        log.warning("memory storage is per process: running one worker instead of %d", workers)
         workers = 1
-    options = {
-        "bind": f"{namespace.host}:{namespace.port}",
+    tls = _tls(namespace)
+    options: dict[str, Any] = {
+        "bind": [bind_address(namespace.host, namespace.port)],
         "workers": workers,
         "threads": namespace.threads,
         "worker_connections": namespace.max_connections,
@@ -212,10 +363,14 @@ def serve(namespace: argparse.Namespace) -> None:
         "timeout": 120,
         "accesslog": "-" if namespace.access_log else None,
         "errorlog": "-",
-        "loglevel": "info",
+        "loglevel": namespace.log_level,
+        "logger_class": GunicornLogger.configured(namespace.log_format),
         # gunicorn 27's control socket is one path per user: servers would share it.
         "control_socket_disable": True,
     }
+    if tls is not None:
+        options["certfile"], options["keyfile"] = tls
+    options.update(gunicorn_settings(namespace.gunicorn, env.get("GUNICORN_CMD_ARGS", "")))
     server_metrics = metrics.ServerMetrics.from_namespace(namespace)
     if server_metrics is not None:
         server_metrics.configure_gunicorn(options)  # before anything imports prometheus_client
@@ -224,6 +379,8 @@ def serve(namespace: argparse.Namespace) -> None:
         raise StartupFailure(failure)
     # Fail on a bad configuration now, in the master, not in every worker.
     build_app(namespace)
+    summary = describe(namespace, webhooks.build(namespace))
+    options["when_ready"] = _announce(options.get("when_ready"), summary, workers, namespace.threads)
 
     class _Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -240,3 +397,28 @@ def serve(namespace: argparse.Namespace) -> None:
             return app
 
     _Server().run()
+
+
+def _announce(previous: Callable[[Any], None] | None, summary: list[str], workers: int,
+              threads: int) -> Callable[[Any], None]:
+    """gunicorn's ``when_ready`` hook: once the sockets are bound, say where and what is served."""
+    def when_ready(arbiter: Any) -> None:
+        log = logging.getLogger("docker_registry_wsgi.server")
+        scheme = "https" if arbiter.cfg.is_ssl else "http"
+        addresses = ", ".join(_url(scheme, listener) for listener in arbiter.LISTENERS)
+        log.info("docker-registry-wsgi %s listening on %s (%d worker(s), %d threads each)",
+                 __version__, addresses, workers, threads)
+        for line in summary:
+            log.info("%s", line)
+        if previous is not None:
+            previous(arbiter)
+    return when_ready
+
+
+def _url(scheme: str, listener: Any) -> str:
+    """``https://[::]:5000`` for a bound TCP socket (gunicorn's own text says http for IPv6)."""
+    address = listener.sock.getsockname()
+    if not isinstance(address, tuple):
+        return str(listener)
+    host_, port = address[0], address[1]
+    return f"{scheme}://{bind_address(host_, port)}"

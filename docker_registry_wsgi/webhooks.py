@@ -51,6 +51,7 @@ from . import __version__
 from .events import ACTIONS, Event, microseconds, parse_actions
 from .retention import _REPOSITORY_CHARACTERS, RetentionError, _check_glob, format_duration, parse_duration
 from .leases import Lease
+from .options import Option, choice, duration, tables, text, url
 from .storage.base import KeyNotFound, Storage, StorageError, VersionConflict
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ __all__ = [
     "Outbox",
     "Dispatcher",
     "DispatchReport",
-    "add_arguments",
+    "OPTIONS",
     "build",
     "install",
     "signature",
@@ -311,54 +312,58 @@ class WebhookConfig:
 # -- the standalone server's options ---------------------------------------------------------
 
 
-class _ReplaceDefault(argparse.Action):
-    """Like ``append``, but the first value given replaces the default (from the environment)."""
-
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
-                 values: Any, option_string: str | None = None) -> None:
-        current = getattr(namespace, self.dest)
-        items = [] if current is self.default else list(current)
-        setattr(namespace, self.dest, [*items, values])
-
-
-def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] | None = None) -> None:
-    """``serve``'s webhook options; each reads a ``REGISTRY_WEBHOOK_*`` variable by default."""
-    env = os.environ if env is None else env
-    group = parser.add_argument_group("webhooks")
-    group.add_argument("--webhook-url", dest="webhook_urls", metavar="URL", action=_ReplaceDefault,
-                       default=env.get("REGISTRY_WEBHOOK_URLS", "").split(),
-                       help="POST an event for each push, pull, delete and mount to URL; repeat "
-                            "for several (env REGISTRY_WEBHOOK_URLS, space-separated)")
-    group.add_argument("--webhook-secret", metavar="SECRET", default=env.get("REGISTRY_WEBHOOK_SECRET"),
-                       help="sign bodies to --webhook-url endpoints with this HMAC key (header "
-                            f"{SIGNATURE_HEADER}); prefer the variable REGISTRY_WEBHOOK_SECRET")
-    group.add_argument("--webhook-format", choices=FORMATS,
-                       default=env.get("REGISTRY_WEBHOOK_FORMAT", "distribution"),
-                       help="body of --webhook-url POSTs: distribution's notification envelope or "
-                            "a CloudEvent (env REGISTRY_WEBHOOK_FORMAT; default %(default)s)")
-    group.add_argument("--webhook-actions", metavar="ACTIONS",
-                       default=env.get("REGISTRY_WEBHOOK_ACTIONS", ",".join(ACTIONS)),
-                       help="comma-separated actions --webhook-url endpoints get (env "
-                            "REGISTRY_WEBHOOK_ACTIONS; default %(default)s)")
-    group.add_argument("--webhook-retention", metavar="DURATION",
-                       default=env.get("REGISTRY_WEBHOOK_RETENTION", format_duration(DEFAULT_RETENTION)),
-                       help="drop (and log) events not delivered within this long, e.g. 36h or 7d; "
-                            "the default for every endpoint (env REGISTRY_WEBHOOK_RETENTION; "
-                            "default %(default)s)")
+def _actions(text: str) -> list[str]:
+    """``--webhook-actions``: comma- or space-separated action names, each one known."""
+    actions = [a.strip() for a in text.replace(",", " ").split()]
+    found = parse_actions(actions)
+    if not found:
+        raise ValueError("name at least one action")
+    return actions
 
 
-def build(namespace: argparse.Namespace, entries: Iterable[Mapping[str, Any]] = ()) -> WebhookConfig | None:
-    """The webhooks of the options and of a config file's ``webhooks`` entries; ``None`` if none.
+def _entries(entries: list[Any]) -> list[Mapping[str, Any]]:
+    """A configuration file's ``[[webhooks]]`` tables, each checked as :func:`build` will use it."""
+    WebhookConfig.from_mappings(entries)
+    return entries
+
+
+_GROUP = "webhooks"
+
+OPTIONS = (
+    Option("webhook-url", url(), "POST an event for each push, pull, delete and mount to URL",
+           dest="webhook_urls", env="REGISTRY_WEBHOOK_URLS", repeatable=True, default=(), group=_GROUP),
+    Option("webhook-secret", text(metavar="SECRET"), "sign bodies to --webhook-url endpoints with "
+           f"this HMAC key (header {SIGNATURE_HEADER}); prefer the variable or the file",
+           secret=True, group=_GROUP),
+    Option("webhook-format", choice(*FORMATS), "body of --webhook-url POSTs: distribution's "
+           "notification envelope or a CloudEvent", default="distribution", group=_GROUP),
+    Option("webhook-actions", text(_actions, "comma-separated actions", "ACTIONS"),
+           "the actions --webhook-url endpoints get", default=list(ACTIONS), group=_GROUP,
+           default_text=",".join(ACTIONS)),
+    Option("webhook-retention", duration(positive=True), "drop (and log) events not delivered "
+           "within this long, e.g. 36h or 7d; the default of every endpoint",
+           default=DEFAULT_RETENTION, default_text=format_duration(DEFAULT_RETENTION), group=_GROUP),
+    Option("webhooks", tables(_entries), "endpoints with their own headers, secret, format and "
+           "filters by action and repository glob: [[webhooks]] tables with the keys "
+           + ", ".join(_ENDPOINT_KEYS) + " (docs/events.rst)", flag=False, env=False, default=(),
+           group=_GROUP, default_text="none"),
+)
+
+
+def build(namespace: argparse.Namespace, entries: Iterable[Mapping[str, Any]] | None = None) -> WebhookConfig | None:
+    """The webhooks of the options and of the configuration file's ``webhooks`` entries (from
+    ``namespace.webhooks`` unless ``entries`` are given); ``None`` if there are none.
 
     :class:`WebhookConfigError` (a ``ValueError``) names the option or entry that is wrong.
     """
-    retention = _duration(namespace.webhook_retention, "--webhook-retention", "options", positive=True)
-    config = WebhookConfig.from_mappings(entries, defaults={"retention": retention})
-    actions = [a.strip() for a in str(namespace.webhook_actions).replace(",", " ").split()]
+    retention = namespace.webhook_retention
+    if entries is None:
+        entries = getattr(namespace, "webhooks", None) or []
+    config = WebhookConfig.from_mappings(list(entries), defaults={"retention": retention})
     command_line = tuple(
         Endpoint.from_mapping(
             {"url": url, "secret": namespace.webhook_secret or None, "format": namespace.webhook_format,
-             "actions": actions, "retention": retention},
+             "actions": list(namespace.webhook_actions), "retention": retention},
             where=f"--webhook-url {url}",
         )
         for url in namespace.webhook_urls

@@ -42,6 +42,8 @@ from typing import Any, Callable
 from gunicorn.http2 import negotiation
 from gunicorn.workers import gthread
 
+from . import logs
+
 __all__ = ["ClientTimeout", "ClientSocket", "Connection", "Crew", "ThreadWorker", "head_end",
            "set_receive_timeout"]
 
@@ -51,14 +53,9 @@ HEAD_READ_SIZE = 16 << 10
 #: rest or refuses it (its own limits are larger), and no connection buffers more than this here.
 HEAD_BUFFER_LIMIT = 64 << 10
 #: What :meth:`ThreadWorker._take` found.
-_MORE, _WHOLE, _GONE, _TLS = object(), object(), object(), object()
-#: What a TLS client gets from this plain-HTTP server: at once, so that clients that try HTTPS
-#: first (skopeo and docker with an insecure registry) fall back to HTTP instead of waiting for
-#: their handshake to time out.
-TLS_REFUSAL = (b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/plain\r\n"
-               b"Content-Length: 39\r\n\r\nThis server speaks plain HTTP, not TLS.\n")
-#: The first byte of a TLS record that carries a handshake (a ClientHello).
-TLS_HANDSHAKE = 0x16
+_MORE, _WHOLE, _GONE = object(), object(), object()
+#: How a TLS connection starts (a handshake record, TLS 1.x): never an HTTP request.
+TLS_HANDSHAKE = b"\x16\x03"
 #: Connections accepted per readiness event of a listener.
 ACCEPT_BURST = 64
 #: A connection younger than this (in seconds) is not closed to make room for new ones.
@@ -428,7 +425,7 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
 
     def _take(self, conn: Connection) -> object:
         """Receive what arrived: ``_WHOLE`` once the head is complete, ``_GONE`` at the end of the
-        connection, ``_TLS`` when it begins with a TLS handshake, else ``_MORE``."""
+        connection, else ``_MORE``."""
         try:
             data = conn.sock.recv(HEAD_READ_SIZE)
         except (BlockingIOError, InterruptedError):
@@ -439,21 +436,16 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
             return _GONE
         seen = len(conn.head)
         conn.head += data
-        if not seen and conn.head[0] == TLS_HANDSHAKE:
-            return _TLS
+        if seen < len(TLS_HANDSHAKE) and conn.head.startswith(TLS_HANDSHAKE):
+            # A client trying TLS first (skopeo does): closing at once lets it fall back to
+            # plain HTTP now, not after its handshake timeout.
+            self.log.debug("closing %s: a TLS handshake on a plain HTTP port", conn.client)
+            return _GONE
         return _WHOLE if head_end(conn.head, seen) or len(conn.head) >= HEAD_BUFFER_LIMIT else _MORE
 
     def _finish_head(self, conn: Connection, outcome: object) -> None:
         if outcome is _WHOLE:
             self._dispatch(conn)
-        elif outcome is _TLS:
-            self.log.debug("closing %s: it began a TLS handshake", conn.client)
-            try:
-                conn.sock.send(TLS_REFUSAL)
-            except OSError:
-                pass
-            self.nr_conns -= 1
-            conn.close()
         else:
             self.nr_conns -= 1
             conn.close()
@@ -509,12 +501,17 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
     # -- in the pool threads -----------------------------------------------------------------
 
     def handle_request(self, req: Any, conn: Any) -> bool:
-        """One request; a client that stops sending its body is logged in a line and dropped."""
+        """One request; a client that stops sending its body is logged in a line and dropped.
+
+        Log lines after it (of the event loop, of the next request) are not the request's.
+        """
         try:
             return bool(super().handle_request(req, conn))
         except ClientTimeout as exc:
             self.log.info("closing %s: %s", conn.client, exc.strerror)
             return False
+        finally:
+            logs.clear()
 
     # -- timeouts and the connection cap -----------------------------------------------------
 

@@ -634,7 +634,7 @@ def test_master_killed_alone_its_worker_finishes_the_patch_and_exits(
     os.kill(master, signal.SIGKILL)
     server.process.wait()
     wait_until(lambda: parent_of(worker) != master, "the worker's new parent")
-    wait_until(lambda: f"[{worker}] [INFO] Parent changed, shutting down" in server.log_text(),
+    wait_until(lambda: f"[{worker}] INFO gunicorn.error: Parent changed, shutting down" in server.log_text(),
                "the orphaned worker start its shutdown")
     status, headers, body = held.finish()
     assert status == 202 and headers["range"] == f"0-{BLOB_SIZE - 1}", body

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,10 +21,10 @@ CASES = [
 ]
 
 
-def run(missing: str, code: str) -> subprocess.CompletedProcess[str]:
+def run(missing: str, code: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     program = f"import sys; sys.modules[{missing!r}] = None\n{code}"
     return subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
-                          cwd=REPO, timeout=60)
+                          cwd=cwd, timeout=60, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
 @pytest.mark.parametrize("missing, code, extra", CASES, ids=[c[1][:40] for c in CASES])
@@ -40,7 +41,9 @@ def test_import_names_the_extra(missing: str, code: str, extra: str) -> None:
     ("gunicorn", ["serve", "--storage", "memory"], "server"),
 ])
 def test_serve_without_an_extra_is_one_line(missing: str, argv: list[str], extra: str, tmp_path: Path) -> None:
-    result = run(missing, f"from docker_registry_wsgi.cli import main; sys.exit(main({argv!r}))")
+    for name in ("users", "key.pem"):  # the files exist: only the extra is missing
+        (tmp_path / name).write_text("")
+    result = run(missing, f"from docker_registry_wsgi.cli import main; sys.exit(main({argv!r}))", tmp_path)
     assert result.returncode == 2, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines[-1].startswith("docker-registry-wsgi: ")

@@ -18,14 +18,14 @@ import pytest
 import webtest
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-from docker_registry_wsgi import Registry
+from docker_registry_wsgi import Registry, options
 from docker_registry_wsgi.auth.basic import BasicAuth
 from docker_registry_wsgi.health import (
     DEFAULT_TIMEOUT,
     PROBE_PREFIX,
     HealthApp,
+    OPTIONS,
     StorageProbe,
-    add_arguments,
     check_storage,
     startup_failure,
 )
@@ -38,9 +38,7 @@ PROBE_THREAD = "registry-readiness-probe"
 
 
 def _options(*argv: str, env: dict[str, str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_arguments(parser, env or {})
-    return parser.parse_args(list(argv))
+    return options.parse(OPTIONS, list(argv), env or {})
 
 
 def _remount(path: Path, mode: str) -> None:

@@ -31,7 +31,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from docker_registry_wsgi import Registry
+from docker_registry_wsgi import Registry, options
 from docker_registry_wsgi.auth.base import Access
 from docker_registry_wsgi.auth.basic import BasicAuth
 from docker_registry_wsgi.auth.issuer import TokenIssuer
@@ -45,8 +45,8 @@ from docker_registry_wsgi.metrics import (
     MetricsApp,
     RegistryMetrics,
     ServerMetrics,
-    add_arguments,
-    add_textfile_argument,
+    OPTIONS,
+    textfile_option,
     write_gc_textfile,
     write_purge_textfile,
 )
@@ -464,11 +464,11 @@ def test_gc_and_purge_textfiles(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["registry_gc.prom", "registry_purge.prom"]
 
 
-def test_textfile_argument_reads_its_variable() -> None:
-    parser = argparse.ArgumentParser()
-    add_textfile_argument(parser, "REGISTRY_GC_METRICS_TEXTFILE", {"REGISTRY_GC_METRICS_TEXTFILE": "/x.prom"})
-    assert parser.parse_args([]).metrics_textfile == "/x.prom"
-    assert parser.parse_args(["--metrics-textfile", "/y.prom"]).metrics_textfile == "/y.prom"
+def test_textfile_option_reads_its_variable() -> None:
+    table = (textfile_option("REGISTRY_GC_METRICS_TEXTFILE"),)
+    env = {"REGISTRY_GC_METRICS_TEXTFILE": "/x.prom"}
+    assert options.parse(table, [], env).metrics_textfile == "/x.prom"
+    assert options.parse(table, ["--metrics-textfile", "/y.prom"], env).metrics_textfile == "/y.prom"
 
 
 # -- the exposition app ---------------------------------------------------------------------------
@@ -508,9 +508,7 @@ def test_metrics_app_needs_a_registry_or_a_folder(monkeypatch: pytest.MonkeyPatc
 
 
 def _namespace(env: dict[str, str], *argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_arguments(parser, env)
-    return parser.parse_args(list(argv))
+    return options.parse(OPTIONS, list(argv), env)
 
 
 def test_server_options_and_their_variables(tmp_path: Path) -> None:
@@ -518,8 +516,8 @@ def test_server_options_and_their_variables(tmp_path: Path) -> None:
     assert ServerMetrics.from_namespace(_namespace({}, "--no-metrics")) is None
     assert ServerMetrics.from_namespace(_namespace({"REGISTRY_METRICS": "false"})) is None
     assert ServerMetrics.from_namespace(_namespace({"REGISTRY_METRICS": "off"}, "--metrics")) is not None
-    with pytest.raises(ValueError, match="REGISTRY_METRICS='maybe'"):
-        ServerMetrics.from_namespace(_namespace({"REGISTRY_METRICS": "maybe"}))
+    with pytest.raises(options.OptionErrors, match="^REGISTRY_METRICS='maybe': expected true or false"):
+        _namespace({"REGISTRY_METRICS": "maybe"})
     token_file = tmp_path / "token"
     token_file.write_text("from-file\n")
     configured = ServerMetrics.from_namespace(_namespace({
@@ -530,12 +528,12 @@ def test_server_options_and_their_variables(tmp_path: Path) -> None:
         "from-file", ("127.0.0.1", 9102), "/run/metrics")
     assert ServerMetrics.from_namespace(_namespace({}, "--metrics-bind", "[::1]:9102")).bind == ("::1", 9102)  # type: ignore[union-attr]
     for bad in ("9102", "host:", "host:http", "host:70000", "::1:9102", "a b:9102", ":9102"):
-        with pytest.raises(ValueError, match="--metrics-bind"):
-            ServerMetrics.from_namespace(_namespace({}, "--metrics-bind", bad))
+        with pytest.raises(options.OptionErrors, match="^--metrics-bind .*: expected HOST:PORT"):
+            _namespace({}, "--metrics-bind", bad)
     with pytest.raises(ValueError, match="give one"):
         ServerMetrics.from_namespace(_namespace({"REGISTRY_METRICS_TOKEN": "t"}, "--metrics-token-file", str(token_file)))
-    with pytest.raises(ValueError, match="--metrics-token-file"):
-        ServerMetrics.from_namespace(_namespace({}, "--metrics-token-file", str(tmp_path / "missing")))
+    with pytest.raises(options.OptionErrors, match="^--metrics-token-file .*: no such file"):
+        _namespace({}, "--metrics-token-file", str(tmp_path / "missing"))
 
 
 @given(st.from_regex(r"(127\.0\.0\.1|localhost|0\.0\.0\.0|\[::1\]|\[::\]|[a-z][a-z0-9.-]{0,30}):[1-9][0-9]{0,4}", fullmatch=True))
@@ -587,16 +585,14 @@ def test_server_routing_by_port(tmp_path: Path) -> None:
 
 
 WITHOUT_PROMETHEUS = r'''
-import argparse, sys
+import sys
 sys.modules["prometheus_client"] = None
-from docker_registry_wsgi import Registry, health, metrics
+from docker_registry_wsgi import Registry, health, metrics, options
 from docker_registry_wsgi.extras import MissingExtra
 from docker_registry_wsgi.storage import MemoryStorage
 Registry(MemoryStorage())                      # metrics off: no prometheus_client needed
-parser = argparse.ArgumentParser()
-metrics.add_arguments(parser, {})
-assert metrics.ServerMetrics.from_namespace(parser.parse_args(["--no-metrics"])) is None
-for attempt in (metrics.RegistryMetrics, lambda: metrics.ServerMetrics.from_namespace(parser.parse_args([]))):
+assert metrics.ServerMetrics.from_namespace(options.parse(metrics.OPTIONS, ["--no-metrics"])) is None
+for attempt in (metrics.RegistryMetrics, lambda: metrics.ServerMetrics.from_namespace(options.parse(metrics.OPTIONS))):
     try:
         attempt()
     except MissingExtra as exc:

@@ -8,22 +8,32 @@ the answers come is measured by ``bench/slowloris.py`` (docs/deploy.rst).
 
 from __future__ import annotations
 
+import http.client
 import io
 import json
 import math
 import os
+import re
 import socket
+import ssl
+import subprocess
+import sys
 from contextlib import redirect_stderr
+from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 from hypothesis import given, strategies as st
 
-from docker_registry_wsgi.cli import main, parser
+from docker_registry_wsgi import __version__
+from docker_registry_wsgi.cli import main, parse
+from docker_registry_wsgi.options import OptionErrors
 from docker_registry_wsgi.worker import ThreadWorker
-from tests.support.oci_images import OCI_MANIFEST, canonical_json, sha256_digest
+from tests.support.clients import Skopeo, requests_in
+from tests.support.oci_images import OCI_MANIFEST, build_multiplatform_image, canonical_json, sha256_digest
 from tests.support.rawhttp import connect, exchange, read_response, request, upload_session
-from tests.support.servers import RegistryServer
+from tests.support.servers import RegistryServer, ServerProcess, free_port, wait_for_http
+from tests.support.tools import require_tool
 
 SLOW_OPTIONS = ("REGISTRY_MAX_CONNECTIONS", "REGISTRY_HEADER_TIMEOUT", "REGISTRY_BODY_TIMEOUT")
 
@@ -40,17 +50,15 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_slow_client_option_defaults() -> None:
-    args = parser().parse_args(["serve"])
+    args = parse(["serve"])
     assert (args.threads, args.max_connections, args.header_timeout, args.body_timeout) == (8, 1000, 20.0, 60.0)
 
 
-def test_slow_client_options_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in zip(SLOW_OPTIONS, ("50", "2.5", "0")):
-        monkeypatch.setenv(name, value)
-    args = parser().parse_args(["serve"])
+def test_slow_client_options_read_the_environment() -> None:
+    env = dict(zip(SLOW_OPTIONS, ("50", "2.5", "0")))
+    args = parse(["serve"], env)
     assert (args.max_connections, args.header_timeout, args.body_timeout) == (50, 2.5, 0.0)
-    args = parser().parse_args(["serve", "--max-connections", "7", "--header-timeout", "3",
-                                "--body-timeout", "4"])
+    args = parse(["serve", "--max-connections", "7", "--header-timeout", "3", "--body-timeout", "4"], env)
     assert (args.max_connections, args.header_timeout, args.body_timeout) == (7, 3.0, 4.0)
 
 
@@ -60,28 +68,36 @@ def test_slow_client_options_read_the_environment(monkeypatch: pytest.MonkeyPatc
     ["--body-timeout", "inf"],
 ])
 def test_bad_slow_client_options_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
-        main(["serve", *argv])
-    assert exc.value.code == 2
-    assert f"argument {argv[0]}: must be" in capsys.readouterr().err
+    """One line naming the flag and its value, exit status 2, no usage text, no traceback."""
+    assert main(["serve", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"docker-registry-wsgi: {argv[0]} {argv[1]}: expected a ")
+    assert err.count("\n") == 1
 
 
 def _parsed(option: str, text: str) -> object:
     """The value ``serve`` parses from ``option text``, or None if it refuses it (exit 2)."""
     with redirect_stderr(io.StringIO()):
         try:
-            args = parser().parse_args(["serve", option, text])
-        except SystemExit as exc:
+            args = parse(["serve", option, text])
+        except SystemExit as exc:  # argparse: text that looks like another option
             assert exc.code == 2
+            return None
+        except OptionErrors:
             return None
     return getattr(args, option[2:].replace("-", "_"))
 
 
+#: What the reader takes for numbers (docs/operations.rst "Configuration"): ASCII decimals, no
+#: ``1_000``, no other scripts' digits, no ``nan`` or ``inf``, which Python's int() and float() take.
+WHOLE = re.compile(r"\s*[+-]?[0-9]+\s*")
+DECIMAL = re.compile(r"\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\s*")
+
+
 def _number(convert: Callable[[str], float], text: str) -> float | None:
-    try:
-        return convert(text)
-    except ValueError:
+    if not (WHOLE if convert is int else DECIMAL).fullmatch(text):
         return None
+    return convert(text)
 
 
 @given(st.one_of(st.text(max_size=8), st.integers().map(str)))
@@ -103,10 +119,9 @@ def test_timeouts_are_finite_seconds(text: str) -> None:
 
 def test_bad_environment_value_exits_2(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("REGISTRY_BODY_TIMEOUT", "soon")
-    with pytest.raises(SystemExit) as exc:
-        main(["serve"])
-    assert exc.value.code == 2
-    assert "argument --body-timeout: must be" in capsys.readouterr().err
+    assert main(["serve"]) == 2
+    assert capsys.readouterr().err == ("docker-registry-wsgi: REGISTRY_BODY_TIMEOUT='soon': expected a "
+                                       "number of seconds, at least 0\n")
 
 
 def test_configured_worker_carries_the_timeouts() -> None:
@@ -194,3 +209,120 @@ def test_200_slow_connections_leave_others_answered(server: RegistryServer) -> N
 def test_serve_runs_this_packages_worker(server: RegistryServer) -> None:
     """serve runs this package's worker, not gunicorn's plain gthread."""
     assert "Using worker: ThreadWorker" in server.log_text()
+
+
+# -- TLS, IPv6, gunicorn's own settings, and what serve says at start -----------------------------
+
+
+def _serve(tmp_path: Path, *args: str, host: str = "127.0.0.1", env: dict[str, str] | None = None,
+           ready_path: str | None = "/v2/", port: int | None = None, probe: str = "127.0.0.1") -> ServerProcess:
+    """``serve --host host`` on a free port (or ``port``) with ``args``; ready when ``probe``
+    answers on it (HTTP on ``ready_path``, or an open port)."""
+    return ServerProcess([sys.executable, "-m", "docker_registry_wsgi", "serve", "--host", host, "--port", "{port}",
+                          "--root", str(tmp_path / "data"), "--workers", "1", *args],
+                         host=probe, port=port, env=env, log_path=tmp_path / "registry.log",
+                         ready_path=ready_path, show_log_on_stop=False)
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and localhost, and its key, made by openssl."""
+    openssl = require_tool("openssl", "apt-get install -y openssl")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=registry test",
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
+                   check=True, capture_output=True, timeout=60)
+    return cert, key
+
+
+def test_tls_with_a_self_signed_certificate(tmp_path: Path, certificate: tuple[Path, Path]) -> None:
+    """``--tls-cert``/``--tls-key``: HTTPS that a client trusting the certificate verifies (Python's
+    ssl with the certificate as its CA, and curl), a push and pull by skopeo over it, and the
+    start line says https."""
+    cert, key = certificate
+    with _serve(tmp_path, "--tls-cert", str(cert), "--tls-key", str(key), "--access-log",
+                ready_path=None) as server:
+        context = ssl.create_default_context(cafile=str(cert))
+        connection = http.client.HTTPSConnection("127.0.0.1", server.port, context=context, timeout=30)
+        connection.request("GET", "/v2/")
+        response = connection.getresponse()
+        assert (response.status, response.getheader("Docker-Distribution-API-Version")) == (200, "registry/2.0")
+        assert connection.sock.version() in ("TLSv1.2", "TLSv1.3")
+        connection.close()
+        curl = require_tool("curl", "apt-get install -y curl")
+        out = subprocess.run([curl, "-sS", "--cacert", str(cert), "-o", "/dev/null", "-w", "%{http_code}",
+                              f"https://127.0.0.1:{server.port}/v2/"], capture_output=True, text=True, timeout=60)
+        assert out.stdout == "200", out.stderr
+        refused = subprocess.run([curl, "-sS", "-o", "/dev/null", f"https://127.0.0.1:{server.port}/v2/"],
+                                 capture_output=True, text=True, timeout=60)
+        assert refused.returncode != 0  # without the certificate as CA, verification fails
+        skopeo = Skopeo(require_tool("skopeo", "apt-get install -y skopeo"), server.hostport)
+        layout = build_multiplatform_image(tmp_path / "layout", tag="v1")
+        skopeo.copy(f"oci:{layout.path}:v1", skopeo.docker("tls/app", "v1"), "--all")
+        assert skopeo.list_tags("tls/app") == ["v1"]
+        sent = requests_in("\n".join(skopeo.transcript))
+        assert sent and all(" https://" in line for line in sent)
+    text = server.log_text()
+    assert f"listening on https://127.0.0.1:{server.port} " in text
+    assert '"PUT /v2/tls/app/manifests/v1 HTTP/1.1" 201' in text and "Traceback" not in text
+
+
+def test_tls_files_that_do_not_make_a_server_exit_2(tmp_path: Path, certificate: tuple[Path, Path],
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    cert, key = certificate
+    assert main(["serve", "--tls-cert", str(key), "--tls-key", str(cert), "--storage", "memory"]) == 2
+    assert capsys.readouterr().err.startswith(f"docker-registry-wsgi: --tls-cert {key} and --tls-key {cert}: "
+                                              "not a certificate and its private key (")
+    assert main(["serve", "--tls-key", str(key), "--storage", "memory"]) == 2
+    assert capsys.readouterr().err == "docker-registry-wsgi: --tls-key needs --tls-cert\n"
+
+
+def test_host_double_colon_listens_on_ipv6(tmp_path: Path) -> None:
+    """``--host ::`` binds ``[::]:port`` (every IPv6 address), not the string ``:::port``."""
+    with _serve(tmp_path, host="::", port=free_port(), probe="::1") as server:
+        assert wait_for_http("::1", server.port, "/v2/") == 200
+    assert f"listening on http://[::]:{server.port} " in server.log_text()
+
+
+def test_gunicorn_settings_from_the_file_and_gunicorn_cmd_args(tmp_path: Path) -> None:
+    """``[gunicorn]`` in the configuration file, then ``GUNICORN_CMD_ARGS`` over it, reach gunicorn:
+    its request line limit (414) and header count limit (431) apply."""
+    config = tmp_path / "registry.toml"
+    config.write_text("[gunicorn]\nlimit_request_line = 4000\nlimit_request_fields = 10\n")
+    with _serve(tmp_path, "--config", str(config), env={"GUNICORN_CMD_ARGS": "--limit-request-line 100"}) as server:
+        long_line = exchange(server.hostport, "GET", "/v2/" + "a" * 200)
+        assert long_line.status == 414
+        many = exchange(server.hostport, "GET", "/v2/", headers={f"X-H{i}": "1" for i in range(12)})
+        assert many.status == 431
+        assert exchange(server.hostport, "GET", "/v2/").status == 200
+
+
+def test_gunicorn_cmd_args_cannot_take_what_serve_decides(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--storage", "memory"], {"GUNICORN_CMD_ARGS": "--workers 4"}) == 2
+    assert capsys.readouterr().err == "docker-registry-wsgi: GUNICORN_CMD_ARGS workers: set by serve; use --workers\n"
+    assert main(["serve", "--storage", "memory"], {"GUNICORN_CMD_ARGS": "myapp:app"}) == 2
+    assert capsys.readouterr().err == ("docker-registry-wsgi: GUNICORN_CMD_ARGS: takes settings only, "
+                                       "not 'myapp:app'\n")
+
+
+def test_serve_says_where_it_listens_and_what_it_serves(tmp_path: Path) -> None:
+    users = tmp_path / "users.htpasswd"
+    users.write_text("")
+    metrics_port = free_port()
+    with _serve(tmp_path, "--auth", "htpasswd", "--htpasswd", str(users), "--read-only",
+                "--metrics-bind", f"127.0.0.1:{metrics_port}", "--webhook-url", "http://127.0.0.1:9/a",
+                "--webhook-url", "http://127.0.0.1:9/b", "--gc-interval", "24", "--gc-grace", "48") as server:
+        pass
+    lines = [line.split(" INFO docker_registry_wsgi.server: ", 1)[1] for line in server.log_text().splitlines()
+             if " INFO docker_registry_wsgi.server: " in line]
+    assert lines == [
+        f"docker-registry-wsgi {__version__} listening on http://127.0.0.1:{server.port}, "
+        f"http://127.0.0.1:{metrics_port} (1 worker(s), 8 threads each)",
+        f"storage: filesystem {tmp_path / 'data'}",
+        f"auth: htpasswd (users in {users})",
+        "mode: read-only: pushes and deletes refused",
+        f"health: /livez, /readyz; metrics: /metrics only on 127.0.0.1:{metrics_port}",
+        "webhooks: 2 endpoint(s) (http://127.0.0.1:9/a, http://127.0.0.1:9/b)",
+        "garbage collection: every 24 h, grace 48 h",
+    ]

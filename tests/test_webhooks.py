@@ -16,13 +16,14 @@ import hmac
 import json
 import logging
 import tomllib
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 import webtest
 from hypothesis import given, strategies as st
 
-from docker_registry_wsgi import Registry
+from docker_registry_wsgi import Registry, options
 from docker_registry_wsgi.events import ACTIONS, Event, EventHub, Happened
 from docker_registry_wsgi.storage import MemoryStorage, Storage
 from docker_registry_wsgi.storage.base import StorageFull
@@ -35,8 +36,8 @@ from docker_registry_wsgi.webhooks import (
     Endpoint,
     Outbox,
     WebhookConfig,
+    OPTIONS,
     WebhookConfigError,
-    add_arguments,
     build,
     install,
     signature,
@@ -493,9 +494,7 @@ def test_two_endpoints_need_distinct_names() -> None:
 
 
 def parse(argv: list[str], env: dict[str, str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_arguments(parser, env or {})
-    return parser.parse_args(argv)
+    return options.parse(OPTIONS, argv, env or {})
 
 
 def test_no_webhooks_by_default() -> None:
@@ -518,11 +517,27 @@ def test_webhook_urls_from_the_environment_and_the_command_line() -> None:
                                                               ("http://d.test/", "cloudevents")]
 
 
-def test_bad_options_are_config_errors() -> None:
-    with pytest.raises(WebhookConfigError, match="--webhook-retention"):
-        build(parse(["--webhook-url", "http://a.test/", "--webhook-retention", "soon"]))
-    with pytest.raises(WebhookConfigError, match="--webhook-url http://a.test/: .*'pul'"):
-        build(parse(["--webhook-url", "http://a.test/", "--webhook-actions", "push,pul"]))
+def test_bad_options_are_refused_naming_them() -> None:
+    with pytest.raises(options.OptionErrors, match="^--webhook-retention soon: bad duration 'soon'"):
+        parse(["--webhook-url", "http://a.test/", "--webhook-retention", "soon"])
+    with pytest.raises(options.OptionErrors, match="^--webhook-actions push,pul: .*'pul'"):
+        parse(["--webhook-url", "http://a.test/", "--webhook-actions", "push,pul"])
+    with pytest.raises(options.OptionErrors, match="^--webhook-url ftp://a.test/: expected a URL"):
+        parse(["--webhook-url", "ftp://a.test/"])
+
+
+def test_the_configuration_file_entries_are_checked_when_read(tmp_path: Path) -> None:
+    """``[[webhooks]]`` in the configuration file: a bad entry is one line naming it and its key."""
+    config = tmp_path / "registry.toml"
+    config.write_text('[[webhooks]]\nurl = "https://ci.example/"\n[[webhooks]]\nurl = "https://x.example/"\nactions = ["fly"]\n')
+    loaded = options.load_file(str(config), OPTIONS)
+    with pytest.raises(options.OptionErrors) as caught:
+        options.resolve(OPTIONS, {}, {}, loaded)
+    assert str(caught.value).startswith(f"{config}: webhooks[1]: ") and "fly" in str(caught.value)
+    config.write_text('[[webhooks]]\nurl = "https://ci.example/"\nsecret = "k"\n')
+    namespace = options.resolve(OPTIONS, {}, {}, options.load_file(str(config), OPTIONS))
+    hooks = build(namespace)
+    assert hooks is not None and [(e.url, e.secret) for e in hooks.endpoints] == [("https://ci.example/", "k")]
 
 
 def test_the_documented_toml_shape() -> None:

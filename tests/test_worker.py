@@ -13,7 +13,6 @@ import errno
 import hashlib
 import shutil
 import socket
-import ssl
 import struct
 import sys
 import threading
@@ -460,18 +459,3 @@ def test_out_of_file_descriptors_the_oldest_unfinished_heads_make_room(tmp_path:
             for sock in idle:
                 sock.close()
 
-
-def test_a_tls_handshake_is_refused_at_once(one_thread: RegistryServer) -> None:
-    """Clients that try HTTPS first (skopeo, docker with an insecure registry) must fall back to
-    HTTP at once, not after their 10 s handshake timeout; the refusal is a plain HTTP 400."""
-    host, port = one_thread.hostport.rsplit(":", 1)
-    context = ssl.create_default_context()
-    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
-    with socket.create_connection((host, int(port)), timeout=5) as raw:
-        with pytest.raises(ssl.SSLError, match="WRONG_VERSION_NUMBER|wrong version number"):
-            context.wrap_socket(raw, server_hostname=host)
-    with connect(one_thread.hostport) as sock:
-        sock.sendall(b"\x16\x03\x01\x00\x05hello")
-        response = read_response(sock)
-    assert response.status == 400 and b"plain HTTP" in response.body
-    assert exchange(one_thread.hostport, "GET", "/v2/").status == 200

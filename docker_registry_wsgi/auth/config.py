@@ -1,9 +1,9 @@
-"""Command-line glue: the standalone server's auth options and the auth hook they build.
+"""The standalone server's auth settings and the auth hook they build.
 
-``add_arguments(parser)`` adds ``--auth`` and friends (each defaulting to a ``REGISTRY_*``
-environment variable); ``build(namespace)`` turns the parsed options into the auth hook for
-:class:`~docker_registry_wsgi.app.Registry` and the extra WSGI apps to mount beside ``/v2``
-(the token issuer at ``--token-path``).
+:data:`OPTIONS` declares ``--auth`` and friends (flags, ``REGISTRY_*`` variables and
+configuration file keys, read by :mod:`docker_registry_wsgi.options`); ``build(namespace)``
+turns the values into the auth hook for :class:`~docker_registry_wsgi.app.Registry` and the
+extra WSGI apps to mount beside ``/v2`` (the token issuer at ``--token-path``).
 """
 
 from __future__ import annotations
@@ -11,135 +11,65 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Mapping
 
 from ..middleware import WSGIApp
-from .base import AccessPolicy, AllowAll, Auth, ReadOnly
+from ..options import Option, choice, file, integer, number, text
+from .base import AllowAll, Auth, AccessPolicy
 from .throttle import ADDRESS_LIMIT, LIMIT, WINDOW, FailureThrottle
 
-__all__ = ["add_arguments", "build", "AUTH_SCHEMES", "ConfigError"]
+__all__ = ["OPTIONS", "build", "AUTH_SCHEMES", "ConfigError", "check_access_rules"]
 
+#: ``read-only`` is a deprecated alias of ``--auth none --read-only`` (docs/cli.rst).
 AUTH_SCHEMES = ("none", "read-only", "htpasswd", "token")
-
 
 
 class ConfigError(ValueError):
     """The auth options do not make a working set-up; the message says what to add."""
 
 
-def _env(environ: Mapping[str, str], name: str, default: str | None = None) -> str | None:
-    value = environ.get(name)
-    return value if value not in (None, "") else default
+def check_access_rules(path: str) -> None:
+    """Load an access rules file (PolicyError, a ValueError, says what is wrong in it)."""
+    from .policy import RulePolicy
+
+    RulePolicy.from_file(path)
 
 
-def add_arguments(
-    parser: argparse.ArgumentParser, environ: Mapping[str, str] | None = None
-) -> None:
-    """Add the auth options to ``parser``; defaults come from ``REGISTRY_*`` variables."""
-    env = os.environ if environ is None else environ
-    group = parser.add_argument_group(
-        "authentication", "who may pull, push and delete (see docs/auth-*.rst)"
-    )
-    group.add_argument(
-        "--auth",
-        choices=AUTH_SCHEMES,
-        default=_env(env, "REGISTRY_AUTH", "none"),
-        help="auth scheme: none (anyone may do anything), read-only, htpasswd (HTTP Basic), "
-        "token (Docker token auth) [env REGISTRY_AUTH, default none]",
-    )
-    group.add_argument(
-        "--htpasswd",
-        metavar="PATH",
-        default=_env(env, "REGISTRY_HTPASSWD"),
-        help="Apache htpasswd file (bcrypt, {SHA} or apr1); for --auth htpasswd, and the "
-        "users of the built-in token issuer [env REGISTRY_HTPASSWD]",
-    )
-    group.add_argument(
-        "--access-rules",
-        metavar="FILE",
-        default=_env(env, "REGISTRY_ACCESS_RULES"),
-        help="access rules (JSON, TOML or INI); default: any authenticated user may do "
-        "everything [env REGISTRY_ACCESS_RULES]",
-    )
-    group.add_argument(
-        "--token-realm",
-        metavar="URL",
-        default=_env(env, "REGISTRY_TOKEN_REALM"),
-        help="URL of the token endpoint sent in the Bearer challenge; a path (/token) is "
-        "resolved against the request's host [env REGISTRY_TOKEN_REALM, default "
-        "--token-path when the built-in issuer runs]",
-    )
-    group.add_argument(
-        "--token-service",
-        metavar="NAME",
-        default=_env(env, "REGISTRY_TOKEN_SERVICE", "docker-registry-wsgi"),
-        help="service name: the tokens' audience [env REGISTRY_TOKEN_SERVICE]",
-    )
-    group.add_argument(
-        "--token-issuer",
-        metavar="NAME",
-        default=_env(env, "REGISTRY_TOKEN_ISSUER", "docker-registry-wsgi"),
-        help="expected (and, for the built-in issuer, written) iss claim "
-        "[env REGISTRY_TOKEN_ISSUER]",
-    )
-    group.add_argument(
-        "--token-public-key",
-        metavar="FILE",
-        action="append",
-        default=None,
-        help="PEM public key/certificate or JWKS file that tokens are verified with; "
-        "repeatable [env REGISTRY_TOKEN_PUBLIC_KEY, several separated by the path separator; "
-        "default: the public half of --token-signing-key]",
-    )
-    group.add_argument(
-        "--token-signing-key",
-        metavar="FILE",
-        default=_env(env, "REGISTRY_TOKEN_SIGNING_KEY"),
-        help="PEM private key (RSA, EC P-256 or Ed25519); runs the built-in token issuer "
-        "[env REGISTRY_TOKEN_SIGNING_KEY]",
-    )
-    group.add_argument(
-        "--token-path",
-        metavar="PATH",
-        default=_env(env, "REGISTRY_TOKEN_PATH", "/token"),
-        help="where the built-in token issuer is mounted [env REGISTRY_TOKEN_PATH]",
-    )
-    group.add_argument(
-        "--token-expiry",
-        metavar="SECONDS",
-        type=int,
-        default=int(_env(env, "REGISTRY_TOKEN_EXPIRY", "300") or 300),
-        help="lifetime of issued tokens [env REGISTRY_TOKEN_EXPIRY, default 300]",
-    )
-    group.add_argument(
-        "--auth-failure-limit",
-        metavar="N",
-        type=int,
-        default=int(_env(env, "REGISTRY_AUTH_FAILURE_LIMIT", str(LIMIT)) or LIMIT),
-        help="failed logins of one user name within --auth-failure-window after which its "
-        "password checks are refused with 429 (htpasswd and the built-in issuer); 0 turns "
-        f"it off [env REGISTRY_AUTH_FAILURE_LIMIT, default {LIMIT}]",
-    )
-    group.add_argument(
-        "--auth-failure-address-limit",
-        metavar="N",
-        type=int,
-        default=int(_env(env, "REGISTRY_AUTH_FAILURE_ADDRESS_LIMIT", str(ADDRESS_LIMIT))
-                    or ADDRESS_LIMIT),
-        help="the same per client address; 0 turns it off (do so behind a proxy that hides "
-        f"the clients' addresses) [env REGISTRY_AUTH_FAILURE_ADDRESS_LIMIT, default {ADDRESS_LIMIT}]",
-    )
-    group.add_argument(
-        "--auth-failure-window",
-        metavar="SECONDS",
-        type=float,
-        default=float(_env(env, "REGISTRY_AUTH_FAILURE_WINDOW", str(WINDOW)) or WINDOW),
-        help=f"how long a failed login counts [env REGISTRY_AUTH_FAILURE_WINDOW, default {WINDOW:.0f}]",
-    )
-    env_keys = _env(env, "REGISTRY_TOKEN_PUBLIC_KEY")
-    parser.set_defaults(
-        _token_public_key_env=env_keys.split(os.pathsep) if env_keys else []
-    )
+_GROUP = "authentication"
+
+OPTIONS = (
+    Option("auth", choice(*AUTH_SCHEMES), "auth scheme: none (anyone may do anything), htpasswd "
+           "(HTTP Basic), token (Docker token auth); read-only is --auth none --read-only "
+           "(deprecated)", default="none", group=_GROUP),
+    Option("htpasswd", file(), "Apache htpasswd file (bcrypt, {SHA} or apr1); for --auth htpasswd, "
+           "and the users of the built-in token issuer", group=_GROUP),
+    Option("access-rules", file(check_access_rules), "access rules (JSON, TOML or INI; "
+           "docs/auth-policy.rst); with --auth htpasswd or token", group=_GROUP,
+           default_text="any authenticated user may do everything"),
+    Option("token-realm", text(metavar="URL"), "URL of the token endpoint sent in the Bearer "
+           "challenge; a path (/token) is resolved against the request's host", group=_GROUP,
+           default_text="--token-path when the built-in issuer runs"),
+    Option("token-service", text(metavar="NAME"), "service name: the tokens' audience",
+           default="docker-registry-wsgi", group=_GROUP),
+    Option("token-issuer", text(metavar="NAME"), "expected (and, for the built-in issuer, "
+           "written) iss claim", default="docker-registry-wsgi", group=_GROUP),
+    Option("token-public-key", file(), "PEM public key or certificate, or JWKS file, that tokens "
+           "are verified with", repeatable=True, separator=os.pathsep, default=(), group=_GROUP,
+           default_text="the public half of --token-signing-key"),
+    Option("token-signing-key", file(), "PEM private key (RSA, EC P-256 or Ed25519); runs the "
+           "built-in token issuer", group=_GROUP),
+    Option("token-path", text(metavar="PATH"), "where the built-in token issuer is mounted",
+           default="/token", group=_GROUP),
+    Option("token-expiry", integer(1, unit="seconds"), "lifetime of issued tokens", default=300,
+           group=_GROUP),
+    Option("auth-failure-limit", integer(0), "failed logins of one user name within "
+           "--auth-failure-window after which its password checks are refused with 429 (htpasswd "
+           "and the built-in issuer); 0 turns it off", default=LIMIT, group=_GROUP),
+    Option("auth-failure-address-limit", integer(0), "the same per client address; 0 turns it off "
+           "(do so behind a proxy that hides the clients' addresses)", default=ADDRESS_LIMIT,
+           group=_GROUP),
+    Option("auth-failure-window", number(above=0, unit="seconds"), "how long a failed login counts",
+           default=WINDOW, group=_GROUP),
+)
 
 
 def _policy(namespace: argparse.Namespace) -> AccessPolicy | None:
@@ -184,12 +114,10 @@ def build(namespace: argparse.Namespace) -> tuple[Auth | None, dict[str, WSGIApp
 
 def _build(namespace: argparse.Namespace) -> tuple[Auth | None, dict[str, WSGIApp]]:
     scheme = getattr(namespace, "auth", None) or "none"
-    if scheme == "none":
+    if scheme in ("none", "read-only"):  # read-only: the server also turns on --read-only
         if getattr(namespace, "access_rules", None):
-            raise ConfigError("--access-rules needs --auth htpasswd or --auth token")
+            raise ConfigError(f"--access-rules needs --auth htpasswd or --auth token, not --auth {scheme}")
         return AllowAll(), {}
-    if scheme == "read-only":
-        return ReadOnly(), {}
     if scheme == "htpasswd":
         from .htpasswd import HtpasswdAuth
 
@@ -208,9 +136,7 @@ def _build_token(namespace: argparse.Namespace) -> tuple[Auth, dict[str, WSGIApp
     service = _require(namespace, "--token-service", "for --auth token")
     issuer_name = _require(namespace, "--token-issuer", "for --auth token")
     signing_path = getattr(namespace, "token_signing_key", None)
-    key_paths = list(getattr(namespace, "token_public_key", None) or []) or list(
-        getattr(namespace, "_token_public_key_env", None) or []
-    )
+    key_paths = list(getattr(namespace, "token_public_key", None) or [])
     apps: dict[str, WSGIApp] = {}
     keys = load_public_keys(key_paths) if key_paths else []
     realm = getattr(namespace, "token_realm", None)

@@ -21,6 +21,7 @@ from fnmatch import translate
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
+from ..options import toml_loads
 from .base import DELETE, PULL, PUSH, Access
 
 __all__ = ["CallablePolicy", "Rule", "RulePolicy", "PolicyError", "identity_name", "ALL_ACTIONS"]
@@ -237,11 +238,7 @@ class RulePolicy:
             if suffix == ".json":
                 data = json.loads(text)
             elif suffix == ".toml":
-                try:
-                    import tomllib
-                except ImportError:  # Python 3.10
-                    raise PolicyError("TOML needs Python 3.11+; use JSON or INI") from None
-                data = tomllib.loads(text)
+                data = toml_loads(text)
             else:
                 data = _from_ini(text)
         except (ValueError, configparser.Error) as exc:  # PolicyError is a ValueError too

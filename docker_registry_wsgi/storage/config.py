@@ -1,95 +1,97 @@
-"""Command-line glue for choosing and configuring a storage backend.
+"""The storage settings of the command line (``serve``, ``gc``, ``purge-uploads``, ``scrub``).
 
-The standalone server calls :func:`add_arguments` on its parser and :func:`build` on the parsed
-namespace. Every option has a ``REGISTRY_*`` environment variable as its default, so a fleet of
-hosts can share one configuration through their environment.
+:data:`OPTIONS` declares them (flags, ``REGISTRY_*`` variables and configuration file keys, read
+by :mod:`docker_registry_wsgi.options`); :func:`build` makes the backend they describe,
+:func:`build_existing` the same for a command that works on an existing registry, and
+:func:`check` says, before anything starts, why a server could not use them.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
-from typing import Mapping
 
+from ..options import Option, boolean, choice, integer, path, source, text, url
 from .base import Storage
 
-__all__ = ["add_arguments", "build", "build_existing", "BACKENDS"]
+__all__ = ["OPTIONS", "build", "build_existing", "check", "check_root", "describe", "BACKENDS"]
 
 #: The names accepted by ``--storage``.
 BACKENDS = ("filesystem", "memory", "s3")
+_MIB = 1 << 20
 
-_TRUE = frozenset({"1", "true", "yes", "on"})
+OPTIONS = (
+    Option("storage", choice(*BACKENDS), "storage backend", default="filesystem", group="storage"),
+    Option("root", path("a folder", "FOLDER"), "folder of the filesystem backend",
+           default="./registry-data", group="storage"),
+    Option("s3-bucket", text(metavar="BUCKET"), "S3 bucket; required with --storage s3", group="storage"),
+    Option("s3-prefix", text(metavar="PREFIX"), "key prefix inside the bucket", default="", group="storage",
+           default_text="none"),
+    Option("s3-endpoint-url", url(), "S3 endpoint for non-AWS stores, e.g. http://127.0.0.1:8333",
+           group="storage", default_text="AWS"),
+    Option("s3-region", text(metavar="REGION"), "S3 region", group="storage",
+           default_text="boto3's configuration"),
+    Option("s3-access-key", text(metavar="KEY"), "access key id", group="storage",
+           default_text="boto3's credential chain"),
+    Option("s3-secret-key", text(metavar="KEY"), "secret access key", group="storage", secret=True),
+    Option("s3-redirect", boolean(), "answer blob GETs with a 307 to a presigned URL", default=False,
+           group="storage"),
+    Option("s3-part-size", integer(5 * _MIB, unit="bytes"), "multipart part size in bytes",
+           group="storage", default_text="8 MiB (8388608)"),
+)
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    return env.get(name, "").strip().lower() in _TRUE
+def check(namespace: argparse.Namespace, *, writable_root: bool = True) -> None:
+    """ValueError, naming the settings, for storage settings that cannot work together, and for
+    a filesystem root this user cannot create or write (unless ``writable_root`` is false)."""
+    if namespace.storage == "s3":
+        if not namespace.s3_bucket:
+            raise ValueError("--storage s3 needs --s3-bucket (or REGISTRY_S3_BUCKET, or s3-bucket "
+                             "in the configuration file)")
+        if bool(namespace.s3_access_key) != bool(namespace.s3_secret_key):
+            raise ValueError("--s3-access-key and --s3-secret-key go together")
+    if namespace.storage == "filesystem" and writable_root:
+        reason = check_root(namespace.root)
+        if reason is not None:
+            raise ValueError(f"{source(namespace, 'root', namespace.root)}: {reason}")
 
 
-def add_arguments(
-    parser: argparse.ArgumentParser, env: Mapping[str, str] | None = None
-) -> None:
-    """Add the storage options to ``parser``; defaults come from ``env`` (``os.environ``)."""
-    env = os.environ if env is None else env
-    group = parser.add_argument_group("storage")
-    group.add_argument(
-        "--storage",
-        choices=BACKENDS,
-        default=env.get("REGISTRY_STORAGE", "filesystem"),
-        help="storage backend (env REGISTRY_STORAGE; default: filesystem)",
-    )
-    group.add_argument(
-        "--root",
-        default=env.get("REGISTRY_ROOT", "./registry-data"),
-        help="folder of the filesystem backend (env REGISTRY_ROOT; default: ./registry-data)",
-    )
-    group.add_argument(
-        "--s3-bucket",
-        default=env.get("REGISTRY_S3_BUCKET"),
-        help="S3 bucket (env REGISTRY_S3_BUCKET); required with --storage s3",
-    )
-    group.add_argument(
-        "--s3-prefix",
-        default=env.get("REGISTRY_S3_PREFIX", ""),
-        help="key prefix inside the bucket (env REGISTRY_S3_PREFIX)",
-    )
-    group.add_argument(
-        "--s3-endpoint-url",
-        default=env.get("REGISTRY_S3_ENDPOINT_URL"),
-        help="S3 endpoint for non-AWS stores, e.g. http://127.0.0.1:8333 "
-        "(env REGISTRY_S3_ENDPOINT_URL)",
-    )
-    group.add_argument(
-        "--s3-region",
-        default=env.get("REGISTRY_S3_REGION"),
-        help="S3 region (env REGISTRY_S3_REGION)",
-    )
-    group.add_argument(
-        "--s3-access-key",
-        default=env.get("REGISTRY_S3_ACCESS_KEY"),
-        help="access key id (env REGISTRY_S3_ACCESS_KEY; default: boto3's credential chain)",
-    )
-    group.add_argument(
-        "--s3-secret-key",
-        default=env.get("REGISTRY_S3_SECRET_KEY"),
-        help="secret access key (env REGISTRY_S3_SECRET_KEY)",
-    )
-    group.add_argument(
-        "--s3-redirect",
-        action=argparse.BooleanOptionalAction,
-        default=_flag(env, "REGISTRY_S3_REDIRECT"),
-        help="answer blob GETs with a 307 to a presigned URL (env REGISTRY_S3_REDIRECT)",
-    )
-    group.add_argument(
-        "--s3-part-size",
-        type=int,
-        default=int(env.get("REGISTRY_S3_PART_SIZE", 0) or 0) or None,
-        help="multipart part size in bytes, at least 5 MiB (env REGISTRY_S3_PART_SIZE; "
-        "default: 8 MiB)",
-    )
+def check_root(root: str) -> str | None:
+    """Why this user cannot keep a registry in the folder ``root``, or ``None`` if it can.
+
+    A folder that does not exist yet must be creatable. A file system mounted read-only is not
+    a setting's fault but the storage's state (a disk the kernel remounted after errors): the
+    start check reports it, and ``--start-degraded`` may start anyway.
+    """
+    folder = os.path.abspath(root)
+    existing = folder
+    while not os.path.exists(existing):
+        parent = os.path.dirname(existing)
+        if parent == existing:
+            break
+        existing = parent
+    if not os.path.isdir(existing):
+        if existing == folder:
+            return "not a folder"
+        return f"cannot create it: {existing} is not a folder"
+    if os.access(existing, os.W_OK | os.X_OK) or _read_only_mount(existing):
+        return None
+    if existing == folder:
+        return f"not writable by this user (uid {os.geteuid()})"
+    return f"cannot create it: {existing} is not writable by this user (uid {os.geteuid()})"
+
+
+def _read_only_mount(folder: str) -> bool:
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError as exc:
+        return exc.errno == errno.EROFS
 
 
 def build(namespace: argparse.Namespace) -> Storage:
     """Create the storage backend the parsed options describe."""
+    check(namespace, writable_root=False)
     kind = namespace.storage
     if kind == "memory":
         from .memory import MemoryStorage
@@ -100,10 +102,6 @@ def build(namespace: argparse.Namespace) -> Storage:
 
         return FilesystemStorage(namespace.root)
     if kind == "s3":
-        if not namespace.s3_bucket:
-            raise ValueError("--storage s3 needs --s3-bucket (or REGISTRY_S3_BUCKET)")
-        if bool(namespace.s3_access_key) != bool(namespace.s3_secret_key):
-            raise ValueError("--s3-access-key and --s3-secret-key go together")
         from .s3 import DEFAULT_PART_SIZE, S3Storage
 
         return S3Storage(
@@ -114,9 +112,20 @@ def build(namespace: argparse.Namespace) -> Storage:
             access_key=namespace.s3_access_key,
             secret_key=namespace.s3_secret_key,
             redirect=namespace.s3_redirect,
-            part_size=getattr(namespace, "s3_part_size", None) or DEFAULT_PART_SIZE,
+            part_size=namespace.s3_part_size or DEFAULT_PART_SIZE,
         )
     raise ValueError(f"unknown storage backend: {kind!r}")
+
+
+def describe(namespace: argparse.Namespace) -> str:
+    """The storage in one line, for the server's start: backend and where."""
+    if namespace.storage == "filesystem":
+        return f"filesystem {os.path.abspath(namespace.root)}"
+    if namespace.storage == "s3":
+        prefix = f"/{namespace.s3_prefix.strip('/')}" if namespace.s3_prefix else ""
+        endpoint = f" at {namespace.s3_endpoint_url}" if namespace.s3_endpoint_url else ""
+        return f"s3 bucket {namespace.s3_bucket}{prefix}{endpoint}"
+    return "memory (per process, lost at exit)"
 
 
 #: What a filesystem root that holds a registry has in it (``~uploads``: created on first use).
@@ -133,10 +142,11 @@ def build_existing(namespace: argparse.Namespace) -> Storage:
         raise ValueError("memory storage starts empty in every process: there is nothing to work on")
     if namespace.storage == "filesystem":
         root = os.path.abspath(namespace.root)
+        setting = source(namespace, "root", root)
         if not os.path.isdir(root):  # checked first: the backend would create the folder
-            raise ValueError(f"--root {root}: no such folder")
+            raise ValueError(f"{setting}: no such folder")
         if not any(os.path.isdir(os.path.join(root, top)) for top in _REGISTRY_FOLDERS):
-            raise ValueError(f"--root {root} holds no registry (no blobs/ or repositories/ in it)")
+            raise ValueError(f"{setting}: holds no registry (no blobs/ or repositories/ in it)")
     storage = build(namespace)
     if namespace.storage != "filesystem" and not _holds_registry(storage):
         storage.close()

@@ -3,7 +3,8 @@
 Run it (from the ``examples`` folder)::
 
     python -m pyramid_site --file pyramid_site/users.json add alice --group publishers
-    gunicorn -k gthread --threads 8 -b 127.0.0.1:6543 --paste pyramid_site/site.ini
+    PYTHONPATH=. pserve pyramid_site/site.ini
+    # or: gunicorn -k gthread --threads 8 -b 127.0.0.1:6543 --paste pyramid_site/site.ini
 
 The registry's settings are the ``docker_registry.*`` lines of ``site.ini``; the password check
 and the groups come from the site's own user file (``site.users_file``), through the factory

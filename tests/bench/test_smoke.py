@@ -39,7 +39,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, str, Path
         env={**os.environ, "PYTHONPATH": str(root)},
     )
     assert proc.returncode == 0, f"bench failed:\n{proc.stdout}\n{proc.stderr}"
-    return json.loads(out.read_text()), proc.stdout, work
+    return json.loads(out.read_text()), proc.stdout + "\n--- stderr ---\n" + proc.stderr, work
 
 
 def _positive(value: object) -> bool:
@@ -79,11 +79,11 @@ def test_memory_is_reported_per_worker(quick_run: tuple[dict, str, Path]) -> Non
     assert all(_positive(v) for v in ours["master_mib"] + ours["workers_mib"])
 
 
-def test_report_prints_table_and_floors(quick_run: tuple[dict, str, Path]) -> None:
+def test_report_prints_table_and_goals(quick_run: tuple[dict, str, Path]) -> None:
     _, stdout, _ = quick_run
     assert "push 8 MiB monolithic" in stdout
     assert "machine limits" in stdout
-    assert "floors of issue 6" in stdout
+    assert "goals (docs/benchmark.rst):" in stdout and "issue" not in stdout
 
 
 def test_temporary_folder_is_removed(quick_run: tuple[dict, str, Path]) -> None:
@@ -104,3 +104,26 @@ def test_no_server_is_left_running(quick_run: tuple[dict, str, Path]) -> None:
         if str(work) in cmdline:
             left.append((pid, cmdline))
     assert left == []
+
+
+def test_progress_is_printed_as_it_goes(quick_run: tuple[dict, str, Path]) -> None:
+    """Each number on stderr as it is measured, with the time since the start."""
+    _, output, _ = quick_run
+    progress = output.split("\n--- stderr ---\n", 1)[1].splitlines()
+    assert progress[0].startswith("[00:00] groups ")
+    assert any(line.endswith("] push") for line in progress), progress[:5]
+    assert any("push 8 MiB monolithic (POST+PUT): ours " in line and "MB/s (run 1 of 1)" in line
+               for line in progress)
+
+
+def test_results_go_to_a_path_git_ignores_by_default(repo_root: Path) -> None:
+    """Without --json, results go to bench/results/, which .gitignore lists."""
+    sys.path.insert(0, str(repo_root / "bench"))
+    try:
+        import run
+    finally:
+        sys.path.remove(str(repo_root / "bench"))
+    assert run.parse_args([]).json is None
+    relative = (run.RESULTS / "20260101T000000Z.json").relative_to(repo_root)
+    ignored = subprocess.run(["git", "-C", str(repo_root), "check-ignore", "-q", str(relative)])
+    assert ignored.returncode == 0, f"{relative} is not ignored by git"

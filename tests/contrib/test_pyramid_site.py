@@ -13,7 +13,7 @@ import pytest
 
 from tests.contrib.conftest import EXAMPLES, gunicorn_command, serve_site
 from tests.contrib.sites import Accounts, SiteContract
-from tests.support.servers import ServerProcess
+from tests.support.servers import ServerProcess, free_port
 from tests.support.tools import require_module
 
 pytestmark = pytest.mark.e2e
@@ -77,3 +77,35 @@ class TestPyramidSite(SiteContract):
             assert response.status_code == 200 and "Signed in as rita" in response.text
             assert browser.get(site.url + "/v2/", timeout=30).status_code == 401
             assert "Signed in as rita" in browser.get(site.url + "/", timeout=30).text
+
+
+def test_pserve_starts_the_site_from_its_server_section(site_ini: Path, accounts: Accounts,
+                                                       tmp_path: Path) -> None:
+    """``PYTHONPATH=. pserve site.ini``, as Pyramid users start a site: the ``[server:main]``
+    section runs gunicorn with this package's worker; the site and its registry answer."""
+    import requests
+
+    pserve = Path(sys.executable).with_name("pserve")
+    if not pserve.exists():
+        pytest.skip(f"no pserve beside {sys.executable}")
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.optionxform = str  # type: ignore[assignment,method-assign]
+    ini.read(site_ini)
+    server = ini["server:main"]
+    assert (server["use"], server["worker_class"]) == ("egg:gunicorn#main", "docker_registry_wsgi.worker.ThreadWorker")
+    port = free_port()
+    server["port"] = str(port)
+    server["control_socket_disable"] = "true"  # gunicorn 27's one socket per user: tests run beside others
+    copy = tmp_path / "site.ini"
+    with open(copy, "w") as f:
+        ini.write(f)
+    root = Path(__file__).resolve().parents[2]
+    process = ServerProcess([str(pserve), str(copy)], port=port, cwd=EXAMPLES, ready_path="/",
+                            env={"PYTHONPATH": os.pathsep.join([".", str(root)])},
+                            log_path=tmp_path / "pserve.log", show_log_on_stop=False)
+    with process:
+        assert "<h1>Pyramid site</h1>" in requests.get(process.url + "/", timeout=30).text
+        assert requests.get(process.url + "/v2/", timeout=30).status_code == 401
+        assert requests.get(process.url + "/v2/", auth=accounts.reader, timeout=30).status_code == 200
+    log = process.log_text()
+    assert "Using worker: docker_registry_wsgi.worker.ThreadWorker" in log and "Traceback" not in log

@@ -3,8 +3,8 @@
 ``gunicorn -c python:tests.support.metrics_gunicorn 'tests.support.metrics_app:build()'`` serves
 ``Registry(FilesystemStorage($REGISTRY_ROOT))`` with :class:`~docker_registry_wsgi.health.HealthApp`
 and the metrics that ``REGISTRY_METRICS_*`` ask for, the way the server's ``build_app`` is to wire
-them (docs/operations.rst). Options come from the environment only, through the real
-``add_arguments`` of :mod:`docker_registry_wsgi.metrics` and :mod:`docker_registry_wsgi.health`.
+them (docs/operations.rst). Options come from the environment only, through the real option
+tables of :mod:`docker_registry_wsgi.metrics` and :mod:`docker_registry_wsgi.health`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import argparse
 import os
 
 from docker_registry_wsgi import Registry, health, metrics
+from docker_registry_wsgi import options as option_table
 from docker_registry_wsgi.middleware import WSGIApp
 from docker_registry_wsgi.storage import FilesystemStorage
 
@@ -21,10 +22,7 @@ __all__ = ["options", "build"]
 
 def options() -> argparse.Namespace:
     """The health and metrics options, from ``REGISTRY_*`` variables (no command line)."""
-    parser = argparse.ArgumentParser()
-    health.add_arguments(parser, os.environ)
-    metrics.add_arguments(parser, os.environ)
-    return parser.parse_args([])
+    return option_table.parse((*health.OPTIONS, *metrics.OPTIONS), [], os.environ)
 
 
 def build() -> WSGIApp:
