@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
-from typing import Iterable, Mapping
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 from werkzeug.wrappers import Request
 
@@ -30,6 +30,9 @@ from .responses import Reply
 from .routes import REGISTRY_PREFIX, ROUTES, Method, Route, RouteTable, is_registry_path
 from .usage import DEFAULT_TOUCH_INTERVAL, UsageRecords
 from .storage.base import InvalidKey, Storage, StorageFull, StorageUnavailable
+
+if TYPE_CHECKING:
+    from .proxy import Mirrors
 
 __all__ = ["Registry"]
 
@@ -51,6 +54,8 @@ class Registry:
     :param delete_enabled: ``False`` refuses every delete of manifests, tags and blobs with 405
         ``UNSUPPORTED`` (distribution's ``storage.delete.enabled``), before the auth hook is
         asked, whatever it would grant. Cancelling an upload is not a delete and stays allowed.
+    :param mirrors: namespaces mirrored from upstream registries (a pull-through cache, see
+        :mod:`.proxy`); their repositories are read-only, filled from the upstream on a miss.
     """
 
     def __init__(
@@ -63,6 +68,7 @@ class Registry:
         touch_interval: float = DEFAULT_TOUCH_INTERVAL,
         delete_enabled: bool = True,
         logger: logging.Logger | None = None,
+        mirrors: Mirrors | None = None,
     ) -> None:
         self.storage = storage
         self.auth: Auth = auth if auth is not None else AllowAll()
@@ -73,6 +79,7 @@ class Registry:
             isinstance(self.auth, AllowAll) if mount_without_from is None else mount_without_from
         )
         self.delete_enabled = delete_enabled
+        self.mirrors = mirrors
         self.logger = logger or logging.getLogger("docker_registry_wsgi")
         self._handlers = {
             (route.endpoint, http_method): _load(method.handler)
@@ -111,8 +118,11 @@ class Registry:
             raise MethodNotAllowed(
                 {"method": request.method}, headers={"Allow": ", ".join(route.methods)}
             )
+        mirror = None
         if "name" in params:
             parse_name(params["name"])
+            if self.mirrors is not None:
+                mirror = self.mirrors.check(params["name"], route, request.method)
         if DELETE in method.actions and not self.delete_enabled:
             # Before auth: the answer is the same for every caller and every repository, so
             # asking for credentials first would only make a client log in to hear "no".
@@ -124,7 +134,7 @@ class Registry:
         identity = self.auth.authorize(request, self._needed(route, method, params, request))
         ctx = Context(
             request=request,
-            content=self.content,
+            content=self.content if mirror is None else mirror.content(self.content, request),
             routes=self.routes,
             base_path=base,
             params=params,

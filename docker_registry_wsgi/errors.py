@@ -39,6 +39,7 @@ __all__ = [
     "NotFound",
     "RangeNotSatisfiable",
     "TooManyRequests",
+    "UpstreamFailed",
     "InsufficientStorage",
     "Unavailable",
     "API_VERSION_HEADER",
@@ -214,6 +215,15 @@ class NotFound(Unsupported):
 
 class TooManyRequests(RegistryError):
     code, status, message = "TOOMANYREQUESTS", 429, "too many requests"
+
+
+class UpstreamFailed(RegistryError):
+    """A pull-through cache's upstream failed (unreachable, an error, bytes that do not match): 502.
+
+    The message names the upstream and what it did; nothing it sent was stored.
+    """
+
+    code, status, message = "UNAVAILABLE", 502, "the upstream registry failed"
 
 
 class Unavailable(RegistryError):
