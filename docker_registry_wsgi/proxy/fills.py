@@ -377,6 +377,8 @@ class Fills:
         key = (upstream.url, upstream_name, str(digest))
         with self._lock:
             fill = self._running.get(key)
+            if fill is not None and fill.state == FAILED:
+                fill = None  # its failure was for those who waited for it; we ask again
             started = fill is None
             if fill is None:
                 store = sum(1 for f in self._running.values() if f.store) < self.max_fills
