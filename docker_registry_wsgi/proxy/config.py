@@ -16,9 +16,9 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from ..errors import NameInvalid
@@ -121,16 +121,18 @@ class Mirror:
                                         "name (lower case, digits, . _ - separators, / between parts)") from None
         object.__setattr__(self, "url", _check_url(self.url))
         if self.password is not None and self.username is None:
-            raise MirrorConfigError(f"{self._label}: a password without a username")
+            raise MirrorConfigError(f"{self.label}: a password without a username")
         if self.tag_ttl < 0 or self.timeout <= 0 or self.fill_wait < 0:
-            raise MirrorConfigError(f"{self._label}: ttl and wait must be 0 or more, timeout more than 0")
+            raise MirrorConfigError(f"{self.label}: ttl and wait must be 0 or more, timeout more than 0")
         if self.budget is not None and self.budget <= 0:
-            raise MirrorConfigError(f"{self._label}: budget must be more than 0")
+            raise MirrorConfigError(f"{self.label}: budget must be more than 0")
         if self.ca_file is not None and not Path(self.ca_file).is_file():
-            raise MirrorConfigError(f"{self._label}: ca-file {self.ca_file}: no such file")
+            raise MirrorConfigError(f"{self.label}: ca-file {self.ca_file}: no such file")
+
 
     @property
-    def _label(self) -> str:
+    def label(self) -> str:
+        """How errors and logs name this mirror."""
         return f"mirror {self.namespace or '(every name)'} of {self.url}"
 
     @classmethod
@@ -150,46 +152,49 @@ class Mirror:
         namespace = settings.get("namespace", "")
         if not isinstance(namespace, str):
             raise MirrorConfigError("a mirror's namespace must be a string")
-        mirror = cls(namespace, str(settings["url"]))
-        password = settings.pop("password", None)
-        if password is not None:
-            if not isinstance(password, str):
-                raise MirrorConfigError("a mirror's password must be a string")
-            mirror = replace(mirror, password=password)
-        for key in _KEYS:
-            if key in settings:
-                mirror = _apply(mirror, key, str(settings[key]), environ)
-        if mirror.password is not None and mirror.username is None:
-            raise MirrorConfigError(f"{mirror._label}: a password without a username")
-        return mirror
+        password = settings.get("password")
+        if password is not None and not isinstance(password, str):
+            raise MirrorConfigError("a mirror's password must be a string")
+        pairs = [(key, str(settings[key])) for key in _KEYS if key in settings]
+        return _mirror(namespace, str(settings["url"]), pairs, password, environ,
+                       f"mirror {namespace or '(every name)'}")
 
 
-def _apply(mirror: Mirror, key: str, value: str, environ: Mapping[str, str] | None) -> Mirror:
-    """``mirror`` with one ``key=value`` setting applied."""
+def _setting(label: str, key: str, value: str, environ: Mapping[str, str] | None) -> tuple[str, object]:
+    """The :class:`Mirror` field and value that one ``key=value`` setting gives."""
     env = os.environ if environ is None else environ
     if key == "username":
-        return replace(mirror, username=value)
+        return "username", value
     if key == "password-file":
         try:
-            password = Path(value).read_text().rstrip("\r\n")
+            text = Path(value).read_text()
         except OSError as exc:
-            raise MirrorConfigError(f"{mirror._label}: password-file {value}: {exc.strerror}") from None
-        return replace(mirror, password=password)
+            raise MirrorConfigError(f"{label}: password-file {value}: {exc.strerror}") from None
+        return "password", text.splitlines()[0] if text else ""
     if key == "password-env":
         if value not in env:
-            raise MirrorConfigError(f"{mirror._label}: password-env {value} is not set")
-        return replace(mirror, password=env[value])
-    if key == "ttl":
-        return replace(mirror, tag_ttl=parse_duration(value))
+            raise MirrorConfigError(f"{label}: password-env {value} is not set")
+        return "password", env[value]
+    if key in ("ttl", "timeout", "wait"):
+        return {"ttl": "tag_ttl", "timeout": "timeout", "wait": "fill_wait"}[key], parse_duration(value)
     if key == "budget":
-        return replace(mirror, budget=parse_size(value))
-    if key == "timeout":
-        return replace(mirror, timeout=parse_duration(value))
+        return "budget", parse_size(value)
     if key == "ca-file":
-        return replace(mirror, ca_file=value)
-    if key == "wait":
-        return replace(mirror, fill_wait=parse_duration(value))
-    raise MirrorConfigError(f"unknown mirror setting {key!r}; known: {', '.join(_KEYS)}")
+        return "ca_file", value
+    raise MirrorConfigError(f"{label}: unknown mirror setting {key!r}; known: {', '.join(_KEYS)}")
+
+
+def _mirror(namespace: str, url: str, settings: Sequence[tuple[str, str]], password: str | None,
+            environ: Mapping[str, str] | None, label: str) -> Mirror:
+    """A mirror from its namespace, URL and settings, each checked; ``label`` names it in errors."""
+    fields: dict[str, Any] = {} if password is None else {"password": password}
+    for key, value in settings:
+        name, parsed = _setting(label, key, value, environ)
+        fields[name] = parsed
+    try:
+        return Mirror(namespace, url, **fields)
+    except MirrorConfigError as exc:
+        raise MirrorConfigError(f"{label}: {exc}") from None
 
 
 def parse_mirror(text: str, *, namespace: str | None = None, defaults: Mapping[str, str] | None = None,
@@ -209,21 +214,14 @@ def parse_mirror(text: str, *, namespace: str | None = None, defaults: Mapping[s
         namespace = name.strip().strip("/")
     else:
         url = head
-    try:
-        mirror = Mirror(namespace, url.strip())
-    except MirrorConfigError as exc:
-        raise MirrorConfigError(f"mirror {text!r}: {exc}") from None
     pairs: list[tuple[str, str]] = list((defaults or {}).items())
     for setting in settings:
         key, equals, value = setting.partition("=")
         if not equals:
             raise MirrorConfigError(f"mirror {text!r}: setting {setting!r} is not key=value")
         pairs.append((key.strip().lower(), value.strip()))
-    for key, value in pairs:
-        mirror = _apply(mirror, key, value, environ)
-    if mirror.password is not None and mirror.username is None:
-        raise MirrorConfigError(f"mirror {text!r}: a password without a username")
-    return mirror
+    return _mirror(namespace, url.strip(), pairs, None, environ, f"mirror {text!r}")
+
 
 
 def add_arguments(parser: argparse.ArgumentParser, env: Mapping[str, str] | None = None) -> None:

@@ -351,18 +351,21 @@ class Upstream:
             exchange = self._fetch(method, self.url + path, sent, authorization)
             if exchange.status == 401 and attempt == 0:
                 challenge = exchange.header("WWW-Authenticate") or ""
-                exchange.discard()
                 if self._answer(challenge, name):
+                    exchange.discard()
                     continue
-                raise UpstreamError(self.url, "the upstream wants credentials and none are configured"
-                                    if self.username is None else "the upstream refused our credentials",
-                                    status=401)
             if 200 <= exchange.status < 300:
                 return exchange
+            if exchange.status == 401:
+                raise self._error(exchange, (
+                    f"the upstream wants credentials for {name} and none are configured"
+                    if self.username is None else
+                    f"the upstream refused our credentials, or gave them no access to {name}"))
             raise self._error(exchange)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _error(self, exchange: _Exchange) -> UpstreamError:
+    def _error(self, exchange: _Exchange, reason: str | None = None) -> UpstreamError:
+        """The error of a non-2xx answer: its status, and the code and message of its body."""
         code, message = None, None
         try:
             body = exchange.response.read(MAX_ERROR_BODY) if exchange.response.status != 304 else b""
@@ -373,7 +376,8 @@ class Upstream:
         except (OSError, http.client.HTTPException, ValueError, AttributeError):
             pass
         exchange.close()
-        reason = f"HTTP {exchange.status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
+        said = f"HTTP {exchange.status}" + (f" {code}" if code else "") + (f": {message}" if message else "")
+        reason = f"{reason} ({said})" if reason else said
         return UpstreamError(self.url, reason[:500], status=exchange.status, code=code,
                              retry_after=exchange.header("Retry-After"))
 
