@@ -446,8 +446,8 @@ class Upstream:
                 return True
             if scheme == "basic" and self.username is not None:
                 with self._lock:
-                    already, self._basic = self._basic, True
-                return not already
+                    self._basic = True
+                return True
         return False
 
     def _token(self, realm: str, service: str, scope: str) -> str:

@@ -266,3 +266,28 @@ def test_token_response_forms() -> None:
     for bad in (b'{"token": "has space"}', b'{"token": ""}', b"[]", b"not json", b'{"token": 5}'):
         with pytest.raises(UpstreamError):
             _parse_token_response(bad, "u")
+
+
+def test_concurrent_first_requests_both_answer_the_basic_challenge(basic_site: UpstreamSite) -> None:
+    """Two requests sent before either learnt the scheme both get a 401, and both retry with it."""
+    basic_site.seed.push_image("lib/app", "v1")
+    holds = [basic_site.hold("HEAD", "/manifests/v1") for _ in range(2)]
+    upstream = Upstream(basic_site.url, username="mirror", password="s3cret")
+    results: list[object] = []
+
+    def head() -> None:
+        try:
+            results.append(upstream.head_manifest("lib/app", "v1").digest)
+        except UpstreamError as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=head) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for hold in holds:
+        hold.wait_reached()  # both sent without credentials
+    for hold in holds:
+        hold.release()
+    for thread in threads:
+        thread.join(30)
+    assert len(results) == 2 and all(isinstance(r, str) for r in results), results
