@@ -281,3 +281,20 @@ def test_push_to_a_mirrored_namespace_is_refused(cache: ServerProcess, skopeo_pa
     # Beside the mirrors, ordinary repositories take pushes.
     skopeo.copy(image.reference, skopeo.docker("team/app", "v1"), "--all", "--preserve-digests")
     assert json.loads(skopeo.inspect_raw(skopeo.docker("team/app", "v1")))["mediaType"].endswith("index.v1+json")
+
+
+def test_podman_style_mirror_with_a_namespace(cache: ServerProcess, token_upstream: Upstream,
+                                              skopeo_path: str, image: OciImage, tmp_path: Path) -> None:
+    """containers-registries.conf(5) as docs/mirroring.rst gives it for podman, CRI-O and skopeo:
+    ``upstream.invalid/lib/app`` is pulled from ``<cache>/tok/lib/app``; the upstream host itself
+    does not even resolve."""
+    _push(skopeo_path, token_upstream, image, "lib/viaconf")
+    conf = tmp_path / "registries.conf"
+    conf.write_text('[[registry]]\nprefix = "upstream.invalid"\nlocation = "upstream.invalid"\n\n'
+                    f'[[registry.mirror]]\nlocation = "{cache.hostport}/tok"\ninsecure = true\n')
+    result = subprocess.run(
+        [skopeo_path, "--registries-conf", str(conf), "--insecure-policy", "copy", "--all",
+         "docker://upstream.invalid/lib/viaconf:v1", f"oci:{tmp_path / 'pulled'}:v1"],
+        capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_same_image(image.path, "v1", tmp_path / "pulled", "v1")
