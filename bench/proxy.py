@@ -129,7 +129,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                                "direct_mb_s": [], "cold_mb_s": [], "warm_mb_s": [],
                                "cold_upstream_gets": [], "warm_upstream_gets": [],
                                "parallel_cold_seconds": [], "parallel_upstream_gets": [],
-                               "cold_peak_rss_mib": []}
+                               "cold_peak_rss_mib": [], "cold_peak_worker_mib": []}
     try:
         clients.push_monolithic(upstream.base, REPO, blob, digest)
         for n in range(args.runs):
@@ -140,7 +140,9 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 before = upstream_gets(log, digest)
                 with servers.RssSampler(cache) as rss:
                     results["cold_mb_s"].append(clients.pull(cache.base, f"up/{REPO}", digest, size))
-                results["cold_peak_rss_mib"].append(rss.report()["peak_total_mib"])
+                peaks = rss.report()
+                results["cold_peak_rss_mib"].append(peaks["peak_total_mib"])
+                results["cold_peak_worker_mib"].append(peaks["peak_worker_mib"])
                 results["cold_upstream_gets"].append(upstream_gets(log, digest) - before)
                 before = upstream_gets(log, digest)
                 results["warm_mb_s"].append(clients.pull(cache.base, f"up/{REPO}", digest, size))
@@ -171,7 +173,9 @@ def report(results: dict[str, Any]) -> str:
         f"pull of a {size} MiB blob, median of {results['runs']} runs (cache: {results['cache_server']})",
         f"  direct from the upstream      {median('direct_mb_s'):8.0f} MB/s",
         f"  through the cache, cold       {median('cold_mb_s'):8.0f} MB/s   upstream GETs per pull: "
-        f"{results['cold_upstream_gets']}   cache peak RSS: {results['cold_peak_rss_mib']} MiB",
+        f"{results['cold_upstream_gets']}",
+        f"  cache peak RSS during the cold pull: {results['cold_peak_rss_mib']} MiB in all, "
+        f"{results['cold_peak_worker_mib']} MiB per worker",
         f"  through the cache, warm       {median('warm_mb_s'):8.0f} MB/s   upstream GETs per pull: "
         f"{results['warm_upstream_gets']}",
         f"  cold, {results['clients']} clients at once      "

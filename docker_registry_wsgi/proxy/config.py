@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from urllib.parse import urlsplit
 
+from ..contrib import ConfigurationError
+from ..contrib import parse_size as parse_bytes
 from ..errors import NameInvalid
 from ..references import parse_name
+from ..retention import RetentionError
+from ..retention import parse_duration as parse_seconds
 
 if TYPE_CHECKING:
     from .mirrors import Mirrors
@@ -45,11 +48,6 @@ DEFAULT_TAG_TTL = 300.0
 DEFAULT_FILL_WAIT = 60.0
 DEFAULT_TIMEOUT = 30.0
 
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*(|b|k|m|g|t|kib|mib|gib|tib)", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40,
-               "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(|s|m|h|d)", re.IGNORECASE)
-_DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _KEYS = ("username", "password-file", "password-env", "ttl", "budget", "timeout", "ca-file", "wait")
 
 
@@ -58,23 +56,22 @@ class MirrorConfigError(ValueError):
 
 
 def parse_size(text: str) -> int:
-    """Bytes from ``512M``, ``50GiB``, ``1.5T`` or a plain count (units are powers of 1024)."""
-    found = _SIZE.fullmatch(text.strip())
-    if not found:
-        raise MirrorConfigError(f"size {text!r}: expected a number with an optional unit "
-                                "(K, M, G, T or KiB, MiB, GiB, TiB)")
-    value = int(float(found.group(1)) * _SIZE_UNITS[found.group(2).lower()])
-    if value <= 0:
-        raise MirrorConfigError(f"size {text!r} must be more than 0")
-    return value
+    """Bytes from ``512M``, ``50GiB`` or a plain count (powers of 1024): the contrib settings' parser."""
+    try:
+        return parse_bytes(text, "budget")
+    except ConfigurationError as exc:
+        raise MirrorConfigError(f"{exc} (write a number with K, M or G, or KiB, MiB, GiB)") from None
 
 
 def parse_duration(text: str) -> float:
-    """Seconds from ``300``, ``90s``, ``10m``, ``6h`` or ``7d``."""
-    found = _DURATION.fullmatch(text.strip())
-    if not found:
-        raise MirrorConfigError(f"duration {text!r}: expected seconds, or a number with s, m, h or d")
-    return float(found.group(1)) * _DURATION_UNITS[found.group(2).lower()]
+    """Seconds from ``300``, ``90s``, ``10m``, ``6h``, ``7d`` or ``2w``: the retention rules' parser."""
+    text = text.strip()
+    try:
+        # The retention parser takes a plain number of seconds as a number, not as text.
+        plain = text.isascii() and text.replace(".", "", 1).isdigit()
+        return parse_seconds(float(text) if plain else text)
+    except RetentionError as exc:
+        raise MirrorConfigError(str(exc)) from None
 
 
 def _check_url(url: str) -> str:
