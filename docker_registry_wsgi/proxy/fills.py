@@ -35,8 +35,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from ..digests import Digest, new_hasher
-from ..errors import BlobUnknown, DigestInvalid, RegistryError, SizeInvalid, UpstreamFailed
-from ..storage.base import KeyNotFound, StorageError
+from ..errors import (
+    BlobUnknown,
+    DigestInvalid,
+    InsufficientStorage,
+    RegistryError,
+    SizeInvalid,
+    Unavailable,
+    UpstreamFailed,
+)
+from ..storage.base import KeyNotFound, StorageError, StorageFull
 from ..streams import CHUNK_SIZE
 from .flights import FillLease
 from .upstream import BlobStream, Upstream, UpstreamError
@@ -225,13 +233,18 @@ class _Fill:
             self._fail(self.fills.upstream_error(exc, self.digest))
         except RegistryError as exc:
             self._fail(exc)
+        except StorageFull as exc:
+            self._fail(InsufficientStorage({"digest": str(self.digest)}), f"the storage is full: {exc}")
         except (StorageError, OSError) as exc:
-            self._fail(UpstreamFailed({"digest": str(self.digest)},
-                                      message=f"the blob could not be stored: {exc}"))
+            self._fail(Unavailable({"digest": str(self.digest)},
+                                   message="the blob could not be stored; retry later"),
+                       f"the storage failed: {exc}")
         except Exception:  # noqa: BLE001 - the fill's thread has no one else to report to
             self.fills.log.exception("filling %s from %s failed", self.digest, self.source)
             self._fail(UpstreamFailed({"digest": str(self.digest)}, message="the fill failed"))
         finally:
+            if self.state not in (STORED, FAILED):  # never leave a waiter waiting
+                self._fail(UpstreamFailed({"digest": str(self.digest)}, message="the fill stopped"))
             if lease is not None:
                 try:
                     lease.release()
@@ -240,9 +253,9 @@ class _Fill:
             self.fills.finished(self)
             self.done.set()
 
-    def _fail(self, error: RegistryError) -> None:
+    def _fail(self, error: RegistryError, reason: str | None = None) -> None:
         if not isinstance(error, _Abandoned):
-            self.fills.log.warning("fill of %s from %s failed: %s", self.digest, self.source, error)
+            self.fills.log.warning("fill of %s from %s failed: %s", self.digest, self.source, reason or error)
         self.error = error
         with self.cond:
             for reader in self.subscribers:
@@ -324,12 +337,20 @@ class _Fill:
                                  message=f"{self.upstream.url} sent bytes that do not match the digest")
 
     def _pieces(self, body: BlobStream, lease: FillLease | None) -> Iterator[bytes]:
-        """The body in pieces; each is handed to the subscribers once the next one is read."""
+        """The body in pieces, each handed to the subscribers as it comes, but the last.
+
+        The last piece (the one that completes ``Content-Length``, or without a length the one
+        before the end) is kept for :meth:`_publish_last`, after the digest is verified.
+        """
         held: bytes | None = None
         while piece := body.read(CHUNK_SIZE):
             if held is not None:
                 self._publish(held)
-            held = piece
+                held = None
+            if body.length is not None and body.received < body.length:
+                self._publish(piece)
+            else:
+                held = piece
             yield piece
             if lease is not None and not lease.renew():
                 self.fills.log.warning("%s: the fill lease of %s was taken over; filling on",

@@ -369,3 +369,36 @@ def test_waiters_share_the_fills_error(upstream: UpstreamSite, cache: Registry, 
         thread.join(WAIT)
     assert statuses == [(404, "BLOB_UNKNOWN")] * 2
     assert upstream.count("GET", f"/blobs/{missing}") == 1
+
+
+def test_full_storage_cuts_the_live_stream_and_answers_507_to_waiters(
+        upstream: UpstreamSite, small_disk: Path, clock: FakeClock,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A fill into a 2 MiB tmpfs: the live client is cut, a request waiting for the fill gets 507."""
+    from docker_registry_wsgi.storage import FilesystemStorage
+
+    storage = FilesystemStorage(small_disk / "registry")
+    mirrors = Mirrors([Mirror("up", upstream.url)], clock=clock)
+    app = Registry(storage, mirrors=mirrors)
+    data = payload(4 * MiB, seed=12)
+    digest = upstream.seed.push_blob("lib/app", data)
+    hold = upstream.hold("GET", f"/blobs/{digest}", after=MiB + 1)
+    live = Streamed(app, f"/v2/up/lib/app/blobs/{digest}")
+    hold.wait_reached()
+    live.read(1)  # a piece is out: the next request waits for the fill's end
+    late: list[tuple[int, str]] = []
+
+    def wait() -> None:
+        response = Streamed(app, f"/v2/up/lib/app/blobs/{digest}")
+        late.append((response.status, json.loads(response.body())["errors"][0]["code"]))
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    hold.release()
+    with pytest.raises(StreamCut):
+        live.read_all()
+    thread.join(WAIT)
+    settle(mirrors)
+    assert late == [(507, "UNAVAILABLE")]
+    assert not stored(storage, digest)
+    assert "the storage is full" in caplog.text
