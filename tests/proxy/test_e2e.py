@@ -93,11 +93,14 @@ def distribution_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield Upstream(server, server.url, root=base / "data")
 
 
-def _cache(base: Path, *mirrors: str, workers: int = 2) -> ServerProcess:
-    """The cache under gunicorn (gthread), filesystem storage in ``base``, the given ``--proxy`` specs."""
+def _cache(base: Path, *mirrors: str, remote: str | None = None, workers: int = 2) -> ServerProcess:
+    """The cache under gunicorn (gthread), filesystem storage in ``base``, the given ``--proxy`` specs
+    (and ``--proxy-remote-url remote``)."""
     args = ["--root", str(base)]
     for spec in mirrors:
         args += ["--proxy", spec]
+    if remote is not None:
+        args += ["--proxy-remote-url", remote]
     env = {"PROXY_SITE_ARGS": shlex.join(args), "UPSTREAM_PASSWORD": PASSWORD,
            "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
                                                        os.environ.get("PYTHONPATH", "")]))}
