@@ -4,7 +4,7 @@ Upstreams: a second instance of this registry with token auth and its built-in i
 flow Docker Hub uses: a 401 with a Bearer challenge, a token from the realm for the repository's
 pull scope, with Basic credentials), behind a counting proxy that sees every request the cache
 makes; and the Debian ``docker-registry`` package (distribution 2.8.2) with htpasswd (Basic)
-auth, a different implementation. The cache runs as ``gunicorn 'tests.proxy.site:build()'``
+auth, a different implementation. The cache runs as ``gunicorn 'tests.proxy.cache_site:build()'``
 with two worker processes, so that concurrent requests meet across processes too.
 """
 
@@ -105,7 +105,7 @@ def _cache(base: Path, *mirrors: str, remote: str | None = None, workers: int = 
            "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
                                                        os.environ.get("PYTHONPATH", "")]))}
     command = [sys.executable, "-m", "gunicorn", "-k", "gthread", "--workers", str(workers), "--threads", "16",
-               "--bind", "127.0.0.1:{port}", "--access-logfile", "-", "tests.proxy.site:build()"]
+               "--bind", "127.0.0.1:{port}", "--access-logfile", "-", "tests.proxy.cache_site:build()"]
     return ServerProcess(command, env=env, ready_path="/v2/", log_path=base.parent / f"{base.name}.log",
                          show_log_on_stop=False)
 

@@ -1,6 +1,6 @@
 """The registry with mirrors as gunicorn serves it, for the end-to-end tests.
 
-``gunicorn 'tests.proxy.site:build()'`` with ``PROXY_SITE_ARGS`` holding ``serve``-style options
+``gunicorn 'tests.proxy.cache_site:build()'`` with ``PROXY_SITE_ARGS`` holding ``serve``-style options
 (storage, auth and the pull-through cache's ``--proxy`` options) builds the app exactly as
 ``serve`` does once it takes the proxy options (docs/mirroring.rst gives the wiring):
 ``Registry(storage, auth=..., mirrors=proxy_config.build(options))``.
