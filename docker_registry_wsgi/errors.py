@@ -217,15 +217,6 @@ class TooManyRequests(RegistryError):
     code, status, message = "TOOMANYREQUESTS", 429, "too many requests"
 
 
-class UpstreamFailed(RegistryError):
-    """A pull-through cache's upstream failed (unreachable, an error, bytes that do not match): 502.
-
-    The message names the upstream and what it did; nothing it sent was stored.
-    """
-
-    code, status, message = "UNAVAILABLE", 502, "the upstream registry failed"
-
-
 class Unavailable(RegistryError):
     """The storage refuses writes for now (read-only); the client may retry (503, ``Retry-After``).
 
@@ -237,6 +228,15 @@ class Unavailable(RegistryError):
     def __init__(self, detail: Any = None, **kw: Any) -> None:
         super().__init__(detail, **kw)
         self.headers.setdefault("Retry-After", "60")
+
+
+class UpstreamFailed(Unavailable):
+    """A pull-through cache's upstream failed (unreachable, an error, bytes that do not match): 502.
+
+    The message names the upstream and what it did; nothing it sent was stored.
+    """
+
+    status, message = 502, "the upstream registry failed; retry later"
 
 
 class InsufficientStorage(Unavailable):
