@@ -3,11 +3,13 @@
 The upstream is a real registry served over HTTP on 127.0.0.1 (:class:`~.upstreams.UpstreamSite`)
 with filesystem storage, so its bytes can be corrupted on disk. The cache is a
 :class:`~docker_registry_wsgi.Registry` with ``mirrors=`` over each local backend, driven
-through WSGI with WebTest; its clock is a :class:`~.upstreams.FakeClock`.
+through WSGI with WebTest (memory, filesystem and S3 on SeaweedFS); its clock is a
+:class:`~.upstreams.FakeClock`.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -16,12 +18,27 @@ import webtest
 
 from docker_registry_wsgi import Registry
 from docker_registry_wsgi.proxy import Mirror, Mirrors
-from docker_registry_wsgi.storage import FilesystemStorage, Storage
+from docker_registry_wsgi.storage import FilesystemStorage, MemoryStorage, Storage
 
 from .upstreams import WAIT, FakeClock, UpstreamSite
 
 #: The cache's tag TTL in these tests.
 TTL = 300.0
+
+
+@pytest.fixture(params=["memory", "filesystem", pytest.param("s3", marks=pytest.mark.s3)])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
+    """The cache's storage: each backend, S3 on a fresh prefix of the session's SeaweedFS bucket."""
+    if request.param == "memory":
+        return MemoryStorage()
+    if request.param == "filesystem":
+        return FilesystemStorage(tmp_path / "cache")
+    from docker_registry_wsgi.storage.s3 import S3Storage
+
+    bucket = request.getfixturevalue("s3_bucket")
+    return S3Storage(bucket.name, "proxy-" + os.urandom(6).hex(), endpoint_url=bucket.endpoint_url,
+                     region=bucket.region, access_key=bucket.access_key, secret_key=bucket.secret_key,
+                     client=bucket.shared_client)
 
 
 @pytest.fixture
