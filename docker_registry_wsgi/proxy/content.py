@@ -137,9 +137,11 @@ class MirroredContent(RegistryContent):
     # -- manifests ------------------------------------------------------------------------------
 
     def stat_manifest(self, name: str, reference: Reference, *, touch: bool = False) -> StoredManifest:
+        """A ``HEAD``: the manifest from the cache (always touched: a pull relies on it) or the upstream."""
         return self._manifest(name, reference)
 
     def get_manifest(self, name: str, reference: Reference) -> StoredManifest:
+        """A ``GET``: as :meth:`stat_manifest`, with the manifest's bytes."""
         stored = self._manifest(name, reference)
         if stored.body is not None:
             return stored
