@@ -29,12 +29,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import clients  # noqa: E402
 import limits  # noqa: E402
 import servers  # noqa: E402
+import slowloris  # noqa: E402
 
 MiB = 1 << 20
 REPO = "bench/blobs"
 EMPTY_DIGEST = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 LUA = Path(__file__).resolve().parent / "lua"
 GROUPS = ("limits", "push", "pull", "small", "many", "rss")
+#: Groups run only when --only names them.
+OPTIONAL_GROUPS = ("slowloris",)
+#: The slowloris group: this many slow heads and as many slow uploads (bench/slowloris.py).
+SLOW_CLIENTS = 200
 MANIFEST_ACCEPT = ("Accept: application/vnd.oci.image.manifest.v1+json, "
                    "application/vnd.docker.distribution.manifest.v2+json")
 
@@ -239,6 +244,8 @@ class Bench:
             self.measure_small(main, pair)
         if "many" in groups:
             self.measure_many(main, pair)
+        if "slowloris" in groups:
+            self.measure_slowloris(main, pair)
         for name in pair:
             self.rss[f"after workload ({name})"] = servers.RssSampler(main[name]).report()
         self.stop_all()
@@ -371,6 +378,20 @@ class Bench:
                 metric.add(name, seconds, errors)
                 self.cpu_metric("many", metric.label, "CPU s").add(name, main[name].cpu() - cpu)
 
+    def measure_slowloris(self, main: dict[str, servers.Server], pair: list[str]) -> None:
+        """Ordinary requests while slow heads and slow uploads are held open (bench/slowloris.py)."""
+        n = SLOW_CLIENTS
+        share = self.metric("slowloris", f"answered within 1 s, {n} slow heads + {n} slow uploads", "%")
+        for run in range(self.sizes.runs):
+            for name in alternate(pair, run):
+                settings = slowloris.Settings()
+                [result] = slowloris.measure(main[name].base, [n], ["both"], self.sizes.seconds * 2,
+                                             settings, log=False)
+                share.add(name, result.answered_within(), sum(result.failures.values()))
+                self.metric("latency_slowloris", f"probes under {n} + {n} slow clients", "p99 ms",
+                            higher_is_better=False, group="latency").add(
+                    name, result.percentile(99, settings.probe_timeout))
+
     def measure_rss(self, pair: list[str]) -> None:
         """Peak memory during one monolithic push, on a fresh server, at two sizes."""
         files, s = self.files, self.sizes
@@ -430,7 +451,8 @@ class Bench:
             lines += ["server CPU (user + system, all processes) per unit of work; ratio > 1: ours uses less",
                       _render(self._rows("cpu")), ""]
         if any(m.group == "latency" for m in self.metrics.values()):
-            lines += ["small requests, p99 latency reported by wrk", _render(self._rows("latency")), ""]
+            lines += ["p99 latency: small requests (wrk), probes under slow clients (bench/slowloris.py)",
+                      _render(self._rows("latency")), ""]
         lines.append("machine limits (median):")
         for name, values in self.limits.items():
             lines.append(f"  {name}: {statistics.median(values):,.0f}")
@@ -539,7 +561,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--blob-mib", type=int, help="size of the pushed and pulled blob (default 512)")
     parser.add_argument("--big-mib", type=int, help="size of the big push for the memory check (default 2048)")
     parser.add_argument("--only", default=",".join(GROUPS),
-                        help=f"comma-separated groups to run, of {','.join(GROUPS)} (default all)")
+                        help=f"comma-separated groups to run, of {','.join(GROUPS + OPTIONAL_GROUPS)} "
+                             f"(default all but {','.join(OPTIONAL_GROUPS)})")
     parser.add_argument("--workers", type=int, help="--workers for our server (default: its own)")
     parser.add_argument("--threads", type=int, help="--threads for our server (default: its own)")
     parser.add_argument("--ours-arg", action="append", default=[],
@@ -575,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     sizes = sizes_from(args)
     groups = [g.strip() for g in args.only.split(",") if g.strip()]
-    unknown = set(groups) - set(GROUPS)
+    unknown = set(groups) - set(GROUPS + OPTIONAL_GROUPS)
     if unknown:
         raise SystemExit(f"unknown groups: {sorted(unknown)}")
     missing = [tool for tool in (args.registry_binary, args.nginx_binary, "curl", "wrk") if not shutil.which(tool)]

@@ -24,7 +24,9 @@ from .errors import (
     RegistryError,
     Unavailable,
 )
+from .events import EventHub
 from .handlers.context import Context, Handler
+from .metrics import ENDPOINT_KEY
 from .references import parse_name
 from .responses import Reply
 from .routes import REGISTRY_PREFIX, ROUTES, Method, Route, RouteTable, is_registry_path
@@ -33,6 +35,7 @@ from .storage.base import InvalidKey, Storage, StorageFull, StorageUnavailable
 
 if TYPE_CHECKING:
     from .proxy import Mirrors
+    from .metrics import RegistryMetrics
 
 __all__ = ["Registry"]
 
@@ -56,6 +59,10 @@ class Registry:
         asked, whatever it would grant. Cancelling an upload is not a delete and stays allowed.
     :param mirrors: namespaces mirrored from upstream registries (a pull-through cache, see
         :mod:`.proxy`); their repositories are read-only, filled from the upstream on a miss.
+    :param events: where pushes, pulls, deletes and mounts are told once they succeeded (see
+        :mod:`.events`); default a new :class:`~.events.EventHub`, as ``registry.events``.
+    :param metrics: record requests, uploads in flight and auth refusals there (see
+        :mod:`.metrics`); ``None``, the default, measures nothing.
     """
 
     def __init__(
@@ -69,6 +76,8 @@ class Registry:
         delete_enabled: bool = True,
         logger: logging.Logger | None = None,
         mirrors: Mirrors | None = None,
+        events: EventHub | None = None,
+        metrics: RegistryMetrics | None = None,
     ) -> None:
         self.storage = storage
         self.auth: Auth = auth if auth is not None else AllowAll()
@@ -81,13 +90,23 @@ class Registry:
         self.delete_enabled = delete_enabled
         self.mirrors = mirrors
         self.logger = logger or logging.getLogger("docker_registry_wsgi")
+        self.events = events if events is not None else EventHub()
         self._handlers = {
             (route.endpoint, http_method): _load(method.handler)
             for route in ROUTES
             for http_method, method in route.methods.items()
         }
+        self.metrics = metrics
+        if metrics is not None:
+            metrics.instrument_handlers(self._handlers)
 
     def __call__(self, environ: dict, start_response) -> Iterable[bytes]:  # type: ignore[type-arg]
+        if self.metrics is not None:
+            return self.metrics.observe(self._respond, environ, start_response)
+        return self._respond(environ, start_response)
+
+    def _respond(self, environ: dict, start_response) -> Iterable[bytes]:  # type: ignore[type-arg]
+        """Serve one request: its response, or its error rendered as the spec's JSON body."""
         request = Request(environ)
         try:
             response = self.dispatch(request)
@@ -113,6 +132,7 @@ class Registry:
         if matched is None:
             raise NotFound({"path": path[:200]})
         route, params = matched
+        request.environ[ENDPOINT_KEY] = route.endpoint  # for metrics and any middleware
         method = route.methods.get(request.method)
         if method is None:
             raise MethodNotAllowed(
@@ -140,8 +160,12 @@ class Registry:
             params=params,
             identity=identity,
             allow_mount_anywhere=self.mount_without_from,
+            event_actions=self.events.wanted(),
         )
-        return self._handlers[route.endpoint, request.method](ctx)
+        reply = self._handlers[route.endpoint, request.method](ctx)
+        if ctx.events:
+            self.events.publish_request(request.environ, identity, ctx.events)
+        return reply
 
     @staticmethod
     def _split(environ: Mapping[str, str]) -> tuple[str, str]:

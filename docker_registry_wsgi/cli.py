@@ -11,6 +11,8 @@ from typing import Sequence
 from . import __version__, scrub
 from .auth.config import ConfigError
 from .content import RegistryContent
+from .extras import MissingExtra
+from .server import StartupFailure
 from .gc import DEFAULT_GRACE
 from .storage import config as storage_config
 from .usage import DEFAULT_TOUCH_INTERVAL, UsageRecords
@@ -138,7 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"cancelled {len(purged)} upload session(s) idle for {args.older_than:g} h")
         elif args.command == "scrub":
             return scrub.run_command(args)
-    except (ConfigError, ValueError) as exc:
+    except (ConfigError, ValueError, MissingExtra) as exc:
         print(f"docker-registry-wsgi: {exc}", file=sys.stderr)
         return 2
+    except StartupFailure as exc:
+        print(f"docker-registry-wsgi: {exc}", file=sys.stderr)
+        return 1
     return 0

@@ -23,12 +23,15 @@ from __future__ import annotations
 
 import base64
 import json
+import queue
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from typing import Iterable, Iterator
 
 from .digests import Digest, Hasher, digest_bytes, new_hasher, parse_digest, restore_hasher
+from .hashers import UnknownHashState
 from .errors import (
     BlobUnknown,
     BlobUploadInvalid,
@@ -153,22 +156,63 @@ _LEGACY_UPLOAD_PREFIXES = ("uploads/", "staging/")
 
 
 class _Hashing:
-    """Feeds every chunk to a hasher and counts bytes on the way to storage; no copies."""
+    """Feeds every chunk to a hasher and counts bytes on the way to storage; no copies.
+
+    A body that may be large (``limit`` unknown or at least :data:`_HASH_THREAD_AT`) is hashed
+    on a thread of its own while this one receives and writes: the OpenSSL hasher releases the
+    GIL, so hashing overlaps the socket and the disk. At most :data:`_HASH_QUEUE` chunks wait
+    for it; the hash is whole once the iteration ends.
+    """
 
     def __init__(self, chunks: Iterable[bytes], hasher: Hasher, limit: int | None) -> None:
         self.chunks, self.hasher, self.limit, self.count = chunks, hasher, limit, 0
 
     def __iter__(self) -> Iterator[bytes]:
-        update = self.hasher.update
+        if self.limit is not None and self.limit < _HASH_THREAD_AT:
+            update = self.hasher.update
+            for chunk in self._counted():
+                update(chunk)
+                yield chunk
+            return
+        pending: queue.Queue[bytes | None] = queue.Queue(_HASH_QUEUE)
+        failure: list[BaseException] = []
+
+        def hash_in_turn() -> None:
+            update = self.hasher.update
+            while (chunk := pending.get()) is not None:
+                if not failure:
+                    try:
+                        update(chunk)
+                    except BaseException as exc:  # handed to the request's thread below
+                        failure.append(exc)
+
+        worker = threading.Thread(target=hash_in_turn, name="upload-hash", daemon=True)
+        worker.start()
+        try:
+            for chunk in self._counted():
+                pending.put(chunk)
+                yield chunk
+        finally:
+            pending.put(None)
+            worker.join()
+        if failure:
+            raise failure[0]
+
+    def _counted(self) -> Iterator[bytes]:
         for chunk in self.chunks:
             self.count += len(chunk)
             if self.limit is not None and self.count > self.limit:
                 raise SizeInvalid({"expected": self.limit}, message="body longer than declared")
-            update(chunk)
             yield chunk
         if self.limit is not None and self.count != self.limit:
             raise SizeInvalid({"expected": self.limit, "received": self.count},
                               message="body shorter than declared")
+
+
+#: Bodies at least this long (or of unknown length) are hashed on a thread of their own.
+_HASH_THREAD_AT = 4 << 20
+#: Chunks (of at most 1 MiB) that may wait for the hashing thread.
+_HASH_QUEUE = 4
 
 
 class RegistryContent:
@@ -285,8 +329,15 @@ class RegistryContent:
             message="the upload changed or is in use by another request; continue from its Range",
         )
 
+    def _hasher(self, upload: Upload) -> Hasher:
+        """The session's running hash, continued from its recorded state."""
+        try:
+            return restore_hasher(upload.algorithm, upload.hash_state)
+        except UnknownHashState as exc:
+            raise BlobUploadInvalid({"upload": upload.id}, message=f"cannot continue the upload here: {exc}") from None
+
     def _write(self, upload: Upload, chunks: Iterable[bytes], length: int | None) -> Hasher:
-        hasher = restore_hasher(upload.algorithm, upload.hash_state)
+        hasher = self._hasher(upload)
         stream = _Hashing(chunks, hasher, length)
         try:
             state = self.storage.write_upload(
@@ -326,7 +377,7 @@ class RegistryContent:
         if chunks is not None:
             hasher = self._write(upload, chunks, length)
         else:
-            hasher = restore_hasher(upload.algorithm, upload.hash_state)
+            hasher = self._hasher(upload)
         if digest.algorithm != upload.algorithm:
             actual = self._rehash(upload, digest.algorithm)
         else:

@@ -1,8 +1,8 @@
 """Digests: parsing, and hashers whose state can be saved between requests.
 
 The one place that knows the digest grammar of the OCI image spec ("Digests") and the algorithms
-the registry verifies (``sha256``, ``sha512``). Hash state is serialized with ``rehashes``, which
-hashes at hashlib speed and can resume in another process, so an upload's bytes are read once.
+the registry verifies (``sha256``, ``sha512``). Hashers whose state can be saved and resumed in
+another process come from :mod:`.hashers`, so an upload's bytes are read once.
 """
 
 from __future__ import annotations
@@ -10,11 +10,10 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Protocol
 
-from rehashes import PySha256, PySha512
-
+from . import hashers
 from .errors import DigestInvalid, Unsupported
+from .hashers import Hasher
 
 __all__ = ["Digest", "Hasher", "parse_digest", "new_hasher", "restore_hasher", "digest_bytes"]
 
@@ -22,7 +21,7 @@ __all__ = ["Digest", "Hasher", "parse_digest", "new_hasher", "restore_hasher", "
 _GRAMMAR = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
 _HEX_LENGTH = {"sha256": 64, "sha512": 128}
 _HEX = re.compile(r"[a-f0-9]+")
-_HASHERS = {"sha256": PySha256, "sha512": PySha512}
+_ALGORITHMS = frozenset({"sha256", "sha512"})
 
 
 @dataclass(frozen=True, order=True)
@@ -53,30 +52,23 @@ def parse_digest(text: str) -> Digest:
 
 def check_algorithm(algorithm: str) -> str:
     """Return ``algorithm`` if the registry can compute it, else :class:`Unsupported`."""
-    if algorithm not in _HASHERS:
-        raise Unsupported({"algorithm": algorithm, "supported": sorted(_HASHERS)},
+    if algorithm not in _ALGORITHMS:
+        raise Unsupported({"algorithm": algorithm, "supported": sorted(_ALGORITHMS)},
                           message="unsupported digest algorithm")
     return algorithm
 
 
-class Hasher(Protocol):
-    """A running hash whose state can be saved and restored."""
-
-    def update(self, data: bytes, /) -> None: ...
-
-    def serialize(self) -> bytes: ...
-
-    def finalize(self) -> str: ...
-
-
 def new_hasher(algorithm: str) -> Hasher:
     """A fresh resumable hasher for ``algorithm``."""
-    return _HASHERS[check_algorithm(algorithm)]()
+    return hashers.new(check_algorithm(algorithm))
 
 
 def restore_hasher(algorithm: str, state: bytes) -> Hasher:
-    """A hasher continuing from ``state`` (from :meth:`Hasher.serialize`)."""
-    return _HASHERS[check_algorithm(algorithm)].deserialize(state)
+    """A hasher continuing from ``state`` (from :meth:`Hasher.serialize`).
+
+    :class:`~.hashers.UnknownHashState` for a state this process cannot continue.
+    """
+    return hashers.restore(check_algorithm(algorithm), state)
 
 
 def digest_bytes(data: bytes, algorithm: str = "sha256") -> Digest:

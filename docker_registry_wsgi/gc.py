@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import secrets
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -516,3 +517,64 @@ def _duration(seconds: float) -> str:
         if seconds >= length:
             return f"{seconds / length:g}{unit}"
     return f"{seconds:g}s"
+
+
+class PeriodicCollector:
+    """Runs a collection every ``interval`` seconds in one of the processes that start it.
+
+    Every registry process may start one (``serve --gc-interval``); they share the lease
+    ``gc/lease`` (see :mod:`.leases`), and the process that holds it when a run is due runs
+    it. ``make`` builds each run's :class:`Collector`. Two runs at once (a holder that stalled
+    past its lease) are safe, only wasteful.
+    """
+
+    def __init__(self, storage: Storage, interval: float, make: Callable[[], Collector], *,
+                 lease_ttl: float = 3600.0, logger: logging.Logger | None = None) -> None:
+        from .leases import Lease
+
+        self.storage, self.interval, self.make = storage, interval, make
+        self.lease = Lease(storage, "gc/lease", secrets.token_hex(8), lease_ttl)
+        self.log = logger or logging.getLogger(__name__)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self, now: float | None = None) -> GCReport | None:
+        """Collect if a run is due and this process holds the lease; the report, if it ran."""
+        now = time.time() if now is None else now
+        if not self._due(now) or not self.lease.hold(now):
+            return None
+        collector = self.make()
+        # Renew the lease as the run goes (a long run must not lose it to another process).
+        def renew(phase: str, done: int, total: int, detail: str) -> None:
+            self.lease.hold(time.time())
+
+        collector.progress = renew
+        report = collector.run()
+        self.storage.write("gc/last-run", json.dumps({"finished": time.time()}).encode())
+        self.log.info("garbage collection: %s", report.summary())
+        return report
+
+    def _due(self, now: float) -> bool:
+        try:
+            finished = float(json.loads(self.storage.read("gc/last-run"))["finished"])
+        except (KeyNotFound, ValueError, KeyError, TypeError):
+            return True
+        return now - finished >= self.interval
+
+    def start(self) -> None:
+        """Check every minute (or sooner for short intervals) on a daemon thread."""
+        def loop() -> None:
+            while not self._stop.wait(min(60.0, self.interval / 4)):
+                try:
+                    self.run_once()
+                except Exception:  # a failed run is logged; the next one may succeed
+                    self.log.exception("periodic garbage collection failed")
+
+        self._thread = threading.Thread(target=loop, name="periodic-gc", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.lease.release(time.time())

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import pytest
 
 from docker_registry_wsgi.storage import FilesystemStorage, MemoryStorage, Storage
+
+if TYPE_CHECKING:
+    from tests.support.webhook_receiver import Receiver
 
 #: SeaweedFS (a real S3-compatible store) for every folder that needs one: ``seaweedfs``, ``s3_bucket``.
 pytest_plugins = ["tests.support.seaweedfs"]
@@ -43,3 +46,13 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.fixture
+def webhook_receiver() -> Iterator["Receiver"]:
+    """A webhook endpoint on loopback (tests/support/webhook_receiver.py), stopped afterwards."""
+    from tests.support.webhook_receiver import Receiver
+
+    receiver = Receiver()
+    yield receiver
+    receiver.stop()

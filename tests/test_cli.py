@@ -81,9 +81,9 @@ def test_options_build_a_working_registry(tmp_path: os.PathLike[str]) -> None:
     """The parsed options build the WSGI app the server runs (memory and filesystem storage)."""
     for argv in (["serve", "--storage", "memory"], ["serve", "--root", str(tmp_path)]):
         app = build_app(parser().parse_args(argv))
-        assert isinstance(app, Registry)
         test = webtest.TestApp(app)
         assert test.get("/v2/").headers["Docker-Distribution-API-Version"] == "registry/2.0"
+        assert test.get("/readyz").text.strip() == "ok" and test.get("/livez").status_int == 200
         test.post("/v2/lib/app/blobs/uploads/?digest=sha256:"
                   "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", b"", status=201)
     assert os.path.isdir(os.path.join(tmp_path, "blobs"))
@@ -214,7 +214,6 @@ def test_serve_delete_switch(monkeypatch: pytest.MonkeyPatch, argv: list[str], e
     if env is not None:
         monkeypatch.setenv("REGISTRY_DELETE_ENABLED", env)
     app = build_app(parser().parse_args(["serve", "--storage", "memory", *argv]))
-    assert isinstance(app, Registry) and app.delete_enabled is enabled
     response = webtest.TestApp(app).delete("/v2/lib/app/manifests/latest", expect_errors=True)
     assert response.status_int == (404 if enabled else 405)
     assert response.json["errors"][0]["code"] == ("MANIFEST_UNKNOWN" if enabled else "UNSUPPORTED")
@@ -224,3 +223,19 @@ def test_serve_delete_switch_refuses_a_misspelt_environment(monkeypatch: pytest.
     monkeypatch.setenv("REGISTRY_DELETE_ENABLED", "flase")
     with pytest.raises(ValueError, match="REGISTRY_DELETE_ENABLED='flase'"):
         build_app(parser().parse_args(["serve", "--storage", "memory"]))
+
+
+def test_serve_builds_its_background_jobs(tmp_path: Path) -> None:
+    """Webhook delivery and periodic collection are built with the app, started per worker."""
+    from docker_registry_wsgi.gc import PeriodicCollector
+    from docker_registry_wsgi.webhooks import Dispatcher
+
+    background: list[object] = []
+    build_app(parser().parse_args(["serve", "--root", str(tmp_path), "--webhook-url",
+                                   "http://127.0.0.1:9/hook", "--gc-interval", "6"]), background)
+    assert sorted(type(job).__name__ for job in background) == ["Dispatcher", "PeriodicCollector"]
+    assert isinstance(background[0], (Dispatcher, PeriodicCollector))
+    assert build_app(parser().parse_args(["serve", "--root", str(tmp_path)]), []) is not None
+    with pytest.raises(ValueError, match="touch interval"):
+        build_app(parser().parse_args(["serve", "--root", str(tmp_path), "--gc-interval", "1",
+                                       "--gc-grace", "0.5"]), [])

@@ -320,3 +320,30 @@ def test_retention_rules_delete_tags_and_then_what_only_they_kept(registry: Regi
     for tag in ("build-3", "release-1"):
         assert registry.readable("ci/app", tag) and registry.readable("ci/app", digests[tag])
     assert registry.readable("team/app", "build-1") and registry.readable("team/app", other)
+
+
+def test_periodic_collection_runs_in_one_process_when_due(registry: Registry) -> None:
+    """``serve --gc-interval``: every worker may start one; the lease holder runs when due."""
+    from docker_registry_wsgi.gc import PeriodicCollector
+
+    old = registry.push_blob("team/a", b"an orphan")
+    registry.clock.advance(GRACE + 1)
+    runs: list[str] = []
+
+    def make(name: str) -> Any:
+        def build() -> Collector:
+            runs.append(name)
+            return registry.collector()
+        return build
+
+    first = PeriodicCollector(registry.storage, 3600, make("first"))
+    second = PeriodicCollector(registry.storage, 3600, make("second"))
+    now = registry.clock()
+    report = first.run_once(now)
+    assert report is not None and report.blobs_freed == 1
+    assert second.run_once(now) is None  # the first holds the lease
+    first.lease.release(now)
+    assert second.run_once(now + 60) is None  # not due: a run finished a minute ago
+    assert runs == ["first"]
+    with pytest.raises(BlobUnknown):
+        registry.content.stat_blob("team/a", old)

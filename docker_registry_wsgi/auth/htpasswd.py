@@ -25,12 +25,13 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Callable
 
-import bcrypt
-
+from ..extras import require
 from .base import AccessPolicy
 from .basic import BasicAuth
 from .credentials import CachedPasswordCheck
 from .throttle import FailureThrottle
+
+bcrypt = require("bcrypt", "auth", "htpasswd authentication")
 
 __all__ = ["HtpasswdAuth", "HtpasswdFile", "hash_form", "hash_cost"]
 
@@ -95,6 +96,7 @@ def _make_decoy(form: str, cost: int) -> str:
         return bcrypt.hashpw(secret.encode(), bcrypt.gensalt(rounds=cost)).decode()
     if form == "sha1":
         return "{SHA}" + base64.b64encode(hashlib.sha1(secret.encode()).digest()).decode()
+    require("passlib.hash", "auth", "apr1 and $1$ password hashes")
     from passlib.hash import apr_md5_crypt, md5_crypt
 
     return str((apr_md5_crypt if form == "apr1" else md5_crypt).hash(secret))
@@ -128,6 +130,7 @@ def _check(form: str, password: str, hashed: str) -> bool:
         return hmac.compare_digest(computed.encode(), hashed.encode())
     if form in ("apr1", "md5-crypt"):
         # libpass (the maintained passlib fork) implements Apache's apr1 and glibc's $1$.
+        require("passlib.hash", "auth", "apr1 and $1$ password hashes")
         from passlib.hash import apr_md5_crypt, md5_crypt
 
         scheme = apr_md5_crypt if form == "apr1" else md5_crypt

@@ -26,18 +26,20 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping
 
-import jwt
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Request, Response
 
+from ..extras import require
 from .base import Access, AccessPolicy
 from .basic import AllowAuthenticated, MalformedCredentials, PasswordCheck, parse_basic_credentials
 from .scope import ScopeError, format_scopes, parse_scopes
 from .throttle import FailureThrottle, Throttled
 from .token import REFRESH_TOKEN_USE, PrivateKey, key_id, signing_algorithm
+
+jwt = require("jwt", "auth", "Docker token authentication")
 
 __all__ = ["TokenIssuer"]
 

@@ -25,15 +25,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
-import jwt
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from werkzeug.wrappers import Request
 
+from ..extras import require
 from ..errors import Unauthorized
 from .base import Access
 from .scope import ChallengeError, bearer_challenge
+
+jwt = require("jwt", "auth", "Docker token authentication")
 
 __all__ = [
     "TokenAuth",

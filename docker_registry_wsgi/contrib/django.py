@@ -38,6 +38,23 @@ no arguments) replaces this policy, and ``AUTH`` (an import string of a factory
 Registry requests bypass Django entirely (no middleware, no ``ALLOWED_HOSTS`` check, no
 request signals); the auth hook closes stale database connections itself, as Django's request
 signals would.
+
+Signals: after each push, pull, delete and mount the registry sends :data:`registry_push`,
+:data:`registry_pull`, :data:`registry_delete` or :data:`registry_mount` (``django.dispatch``
+signals) with the registry as ``sender`` and the :class:`~docker_registry_wsgi.events.Event` as
+``event``::
+
+    from django.dispatch import receiver
+    from docker_registry_wsgi.contrib.django import registry_push
+
+    @receiver(registry_push)
+    def pushed(sender, event, **kwargs):
+        if event.kind == "manifest" and event.tag:
+            Build.objects.create(repository=event.repository, tag=event.tag, digest=event.digest)
+
+Receivers run with ``send_robust``: an exception is logged (logger ``django.dispatch``) and
+never fails the registry's request. Stale database connections are closed before and after,
+as for the auth hook. With no receivers, requests build no events.
 """
 
 from __future__ import annotations
@@ -47,18 +64,33 @@ from typing import Any, Iterable, Mapping
 from django.conf import settings as django_settings
 from django.contrib.auth import authenticate
 from django.db import close_old_connections
+from django.dispatch import Signal
 from django.utils.module_loading import import_string
 
+from ..app import Registry
 from ..auth.base import DELETE, PULL, PUSH, Access, AccessPolicy, Auth
 from ..auth.basic import BasicAuth
+from ..events import MOUNT, Event
 from ..middleware import RegistryMiddleware, WSGIApp
 from . import ConfigurationError, build_registry
 from ..auth.credentials import CachedPasswordCheck
 
-__all__ = ["with_registry", "registry_from_settings", "DjangoUserPolicy", "django_auth", "check_password"]
+__all__ = ["with_registry", "registry_from_settings", "DjangoUserPolicy", "django_auth", "check_password",
+           "registry_push", "registry_pull", "registry_delete", "registry_mount"]
 
 SETTING = "DOCKER_REGISTRY"
 _ACTIONS = (PULL, PUSH, DELETE)
+
+# Signals are declarations, like Django's own (django.core.signals): one set for every site.
+#: Sent after a blob or manifest push (``event.kind``; a tag push is a manifest push with ``event.tag``).
+registry_push = Signal()
+#: Sent after a manifest or blob GET.
+registry_pull = Signal()
+#: Sent after a delete of a manifest, a tag or a blob.
+registry_delete = Signal()
+#: Sent after a blob mount.
+registry_mount = Signal()
+_SIGNALS = {PUSH: registry_push, PULL: registry_pull, DELETE: registry_delete, MOUNT: registry_mount}
 
 
 def with_registry(application: WSGIApp, config: Mapping[str, Any] | None = None) -> RegistryMiddleware:
@@ -69,8 +101,9 @@ def with_registry(application: WSGIApp, config: Mapping[str, Any] | None = None)
     return RegistryMiddleware(application, registry_from_settings(config))
 
 
-def registry_from_settings(config: Mapping[str, Any] | None = None) -> WSGIApp:
-    """The registry described by ``config``, by default ``settings.DOCKER_REGISTRY``."""
+def registry_from_settings(config: Mapping[str, Any] | None = None) -> Registry:
+    """The registry described by ``config``, by default ``settings.DOCKER_REGISTRY``; it sends
+    this module's signals."""
     if config is None:
         config = getattr(django_settings, SETTING, None)
         if config is None:
@@ -79,12 +112,34 @@ def registry_from_settings(config: Mapping[str, Any] | None = None) -> WSGIApp:
         auth = import_string(config["AUTH"])(config)
     else:
         auth = django_auth(config)
-    return build_registry(
+    registry = build_registry(
         root=config.get("ROOT"),
         auth=auth,
         max_manifest_size=config.get("MAX_MANIFEST_SIZE"),
         root_setting=f"{SETTING}['ROOT']",
     )
+    for action, signal in _SIGNALS.items():
+        sender = _SignalSender(registry, signal)
+        registry.events.subscribe(sender, actions=[action], active=sender.active)
+    return registry
+
+
+class _SignalSender:
+    """Send one signal for a registry's events, between ``close_old_connections`` calls."""
+
+    def __init__(self, registry: Registry, signal: Signal) -> None:
+        self.registry = registry
+        self.signal = signal
+
+    def active(self) -> bool:
+        return bool(self.signal.has_listeners(self.registry))
+
+    def __call__(self, event: Event) -> None:
+        close_old_connections()
+        try:
+            self.signal.send_robust(sender=self.registry, event=event)
+        finally:
+            close_old_connections()
 
 
 def django_auth(config: Mapping[str, Any]) -> Auth:

@@ -27,15 +27,33 @@ Configuration keys (``app.config``):
     Unset means no authentication (:class:`~docker_registry_wsgi.auth.AllowAll`).
 ``DOCKER_REGISTRY_MAX_MANIFEST_SIZE``
     Largest manifest accepted, in bytes or as ``"4MiB"`` (default: the registry's own).
+
+Signals (blinker, like Flask's own): after each push, pull, delete and mount the registry
+sends :data:`registry_push`, :data:`registry_pull`, :data:`registry_delete` or
+:data:`registry_mount` with the app as sender and the :class:`~docker_registry_wsgi.events.Event`
+as ``event``, inside an application context::
+
+    from docker_registry_wsgi.contrib.flask import registry_push
+
+    @registry_push.connect_via(app)
+    def pushed(sender, event, **extra):
+        if event.kind == "manifest" and event.tag:
+            db.session.add(Build(repository=event.repository, tag=event.tag, digest=event.digest))
+            db.session.commit()
+
+A receiver's exception is logged and never fails the registry's request; with no receivers,
+requests build no events.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from blinker import Namespace
 from werkzeug.utils import import_string
 
 from ..auth.base import Access, Auth
+from ..events import DELETE, MOUNT, PULL, PUSH, Event
 from ..middleware import RegistryMiddleware
 from . import build_registry
 
@@ -46,10 +64,23 @@ if TYPE_CHECKING:
     from ..app import Registry
     from ..storage.base import Storage
 
-__all__ = ["DockerRegistry", "AppContextAuth", "EXTENSION_NAME"]
+__all__ = ["DockerRegistry", "AppContextAuth", "EXTENSION_NAME", "registry_push", "registry_pull",
+           "registry_delete", "registry_mount"]
 
 #: The key of the registry in ``app.extensions``.
 EXTENSION_NAME = "docker_registry"
+
+# Signals are declarations, like Flask's own in flask.signals: one set for every app.
+_signals = Namespace()
+#: Sent after a blob or manifest push (``event.kind``; a tag push is a manifest push with ``event.tag``).
+registry_push = _signals.signal("docker-registry-push")
+#: Sent after a manifest or blob GET.
+registry_pull = _signals.signal("docker-registry-pull")
+#: Sent after a delete of a manifest, a tag or a blob.
+registry_delete = _signals.signal("docker-registry-delete")
+#: Sent after a blob mount.
+registry_mount = _signals.signal("docker-registry-mount")
+_SIGNALS = {PUSH: registry_push, PULL: registry_pull, DELETE: registry_delete, MOUNT: registry_mount}
 
 
 class AppContextAuth:
@@ -108,12 +139,30 @@ class DockerRegistry:
         )
         app.wsgi_app = RegistryMiddleware(app.wsgi_app, registry)  # type: ignore[method-assign]
         app.extensions[EXTENSION_NAME] = registry
+        for action, signal in _SIGNALS.items():
+            sender = _SignalSender(app, signal)
+            registry.events.subscribe(sender, actions=[action], active=sender.active)
         return registry
 
     @staticmethod
     def registry(app: Flask) -> Registry:
         """The registry mounted in ``app`` (``KeyError`` if ``init_app`` was not called)."""
         return app.extensions[EXTENSION_NAME]
+
+
+class _SignalSender:
+    """Send one signal for an app's registry events, in the app's application context."""
+
+    def __init__(self, app: Flask, signal: Any) -> None:
+        self.app = app
+        self.signal = signal
+
+    def active(self) -> bool:
+        return bool(self.signal.receivers)
+
+    def __call__(self, event: Event) -> None:
+        with self.app.app_context():
+            self.signal.send(self.app, event=event)
 
 
 def _configured_auth(value: Any, config: Mapping[str, Any]) -> Auth | None:

@@ -19,6 +19,25 @@ The tween runs after ``NewRequest`` subscribers: one that reads ``request.body``
 mount the registry at the WSGI level instead::
 
     app = RegistryMiddleware(config.make_wsgi_app(), registry_from_settings(settings))
+
+and call ``forward_events(container_registry, config.registry)`` to keep the events below.
+
+Events: after each push, pull, delete and mount the registry notifies
+:class:`RegistryPush`, :class:`RegistryPull`, :class:`RegistryDelete` or :class:`RegistryMount`
+(all :class:`RegistryEvent`) through ``config.registry.notify``, so subscribers are added the
+Pyramid way::
+
+    from docker_registry_wsgi.contrib.pyramid import RegistryPush
+
+    @subscriber(RegistryPush)          # or config.add_subscriber(pushed, RegistryPush)
+    def pushed(event):
+        if event.kind == "manifest" and event.tag:
+            event.request.dbsession.add(Build(event.repository, event.tag, event.digest))
+
+``event.event`` is the :class:`~docker_registry_wsgi.events.Event` (its fields are also
+attributes of the Pyramid event) and ``event.request`` the site's request. A subscriber's
+exception is logged and never fails the registry's request; with no subscriber for registry
+events, requests build none.
 """
 
 from __future__ import annotations
@@ -30,13 +49,19 @@ from pyramid.path import DottedNameResolver
 from pyramid.registry import Registry as ComponentRegistry
 from pyramid.request import Request
 from pyramid.response import Response
+from pyramid.threadlocal import get_current_request
 from pyramid.tweens import INGRESS
+from zope.interface import implementedBy
 
+from ..app import Registry
 from ..auth.base import Auth
+from ..events import DELETE, MOUNT, PULL, PUSH, Event
 from ..middleware import REGISTRY_PREFIX, WSGIApp, is_registry_path, mounted_environ
 from . import ConfigurationError, build_registry
 
-__all__ = ["includeme", "registry_tween_factory", "registry_from_settings", "PassThroughResponse"]
+__all__ = ["includeme", "registry_tween_factory", "registry_from_settings", "PassThroughResponse",
+           "forward_events", "RegistryEvent", "RegistryPush", "RegistryPull", "RegistryDelete",
+           "RegistryMount"]
 
 SETTINGS_PREFIX = "docker_registry."
 TWEEN = "docker_registry_wsgi.contrib.pyramid.registry_tween_factory"
@@ -48,7 +73,7 @@ def includeme(config: Configurator) -> None:
     config.add_tween(TWEEN, under=INGRESS)
 
 
-def registry_from_settings(settings: Mapping[str, Any]) -> WSGIApp:
+def registry_from_settings(settings: Mapping[str, Any]) -> Registry:
     """The registry described by the ``docker_registry.*`` entries of ``settings``."""
     return build_registry(
         root=settings.get(SETTINGS_PREFIX + "root"),
@@ -71,6 +96,52 @@ def _auth_from_settings(settings: Mapping[str, Any]) -> Auth | None:
     return value
 
 
+class RegistryEvent:
+    """A registry event as a Pyramid event: :attr:`event`, its fields, and the site's request."""
+
+    def __init__(self, event: Event, request: Request | None) -> None:
+        self.event = event
+        self.request = request
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "event":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
+        return getattr(self.event, name)
+
+
+class RegistryPush(RegistryEvent):
+    """After a blob or manifest push (a tag push is a manifest push with ``tag``)."""
+
+
+class RegistryPull(RegistryEvent):
+    """After a manifest or blob GET."""
+
+
+class RegistryDelete(RegistryEvent):
+    """After a delete of a manifest, a tag or a blob."""
+
+
+class RegistryMount(RegistryEvent):
+    """After a blob mount."""
+
+
+_EVENT_CLASSES: dict[str, type[RegistryEvent]] = {
+    PUSH: RegistryPush, PULL: RegistryPull, DELETE: RegistryDelete, MOUNT: RegistryMount,
+}
+
+
+def forward_events(container_registry: Registry, registry: ComponentRegistry) -> None:
+    """Notify ``registry`` (Pyramid's ``config.registry``) of the container registry's events."""
+    for action, cls in _EVENT_CLASSES.items():
+        def notify(event: Event, cls: type[RegistryEvent] = cls) -> None:
+            registry.notify(cls(event, get_current_request()))
+
+        def active(cls: type[RegistryEvent] = cls) -> bool:
+            return bool(registry.adapters.subscriptions([implementedBy(cls)], None))
+
+        container_registry.events.subscribe(notify, actions=[action], active=active)
+
+
 class PassThroughResponse(Response):
     """The registry's response exactly as it made it.
 
@@ -87,6 +158,7 @@ class PassThroughResponse(Response):
 def registry_tween_factory(handler: Handler, registry: ComponentRegistry) -> Handler:
     """The tween ``includeme`` adds: registry paths to the registry, the rest to ``handler``."""
     container_registry = registry_from_settings(registry.settings or {})
+    forward_events(container_registry, registry)
 
     def registry_tween(request: Request) -> Response:
         if not is_registry_path(request.environ.get("PATH_INFO", "")):

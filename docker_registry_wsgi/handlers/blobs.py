@@ -9,6 +9,7 @@ from ..digests import parse_digest
 from ..errors import RangeNotSatisfiable
 from ..ranges import UnsatisfiableRange, parse_range_header
 from ..streams import CHUNK_SIZE, BoundedReader
+from ..events import BLOB_MEDIA_TYPE
 from .context import Context, respond
 
 
@@ -24,6 +25,7 @@ def get_blob(ctx: Context) -> Reply:
         "Cache-Control": "max-age=31536000",
     }
     if not ctx.head:
+        ctx.record("pull", "blob", digest=str(digest), media_type=BLOB_MEDIA_TYPE, size=size)
         url = ctx.content.storage.redirect_url(ctx.content.blob_key(digest))
         if url is not None:
             return respond(307, {**headers, "Location": url, "Content-Length": "0"})
@@ -47,5 +49,7 @@ def get_blob(ctx: Context) -> Reply:
 
 def delete_blob(ctx: Context) -> Reply:
     """Unlink the blob from the repository (spec "Deleting Blobs"): 202."""
-    ctx.content.delete_blob(ctx.params["name"], parse_digest(ctx.params["digest"]))
+    digest = parse_digest(ctx.params["digest"])
+    ctx.content.delete_blob(ctx.params["name"], digest)
+    ctx.record("delete", "blob", digest=str(digest))
     return respond(202, {"Content-Length": "0"})

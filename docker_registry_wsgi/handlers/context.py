@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, Iterable, Mapping
 from urllib.parse import quote, urlencode
@@ -12,6 +12,7 @@ from werkzeug.wrappers import Request
 
 from ..content import Page, RegistryContent
 from ..errors import PaginationNumberInvalid
+from ..events import Happened
 from ..responses import Reply
 from ..routes import RouteTable
 
@@ -34,6 +35,10 @@ class Context:
     identity: object = None
     #: Whether ``POST ?mount=`` without ``from`` may link a blob found in any repository.
     allow_mount_anywhere: bool = False
+    #: What the request did, for the app to publish once the handler returned.
+    events: list[Happened] = field(default_factory=list)
+    #: The actions some event subscriber listens for now: only these are recorded.
+    event_actions: frozenset[str] = frozenset()
 
     @property
     def head(self) -> bool:
@@ -55,6 +60,24 @@ class Context:
     def url(self, endpoint: str, **values: str) -> str:
         """The absolute URL of an endpoint, built from the route table."""
         return self.base_url + self.routes.path(endpoint, **values)
+
+    def wants(self, action: str) -> bool:
+        """Whether an event of ``action`` would be recorded (to skip work done only for it)."""
+        return action in self.event_actions
+
+    def record(self, action: str, kind: str, *, digest: str | None = None, tag: str | None = None,
+               media_type: str | None = None, size: int | None = None,
+               from_repository: str | None = None) -> None:
+        """Note an event of this request's repository (see :mod:`~docker_registry_wsgi.events`)."""
+        if action not in self.event_actions:
+            return
+        name = self.params["name"]
+        url = None
+        if digest is not None and action != "delete":  # distribution's deletes have no URL
+            url = (self.url("blob", name=name, digest=digest) if kind == "blob"
+                   else self.url("manifest", name=name, reference=digest))
+        self.events.append(Happened(action, kind, name, digest, media_type, size, tag,
+                                    from_repository, url))
 
 
 Handler = Callable[[Context], Reply]

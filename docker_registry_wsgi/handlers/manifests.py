@@ -50,6 +50,9 @@ def get_manifest(ctx: Context) -> Reply:
     }
     if isinstance(reference, Digest) and etag in ctx.request.environ.get("HTTP_IF_NONE_MATCH", ""):
         return respond(304, {"ETag": etag, "Docker-Content-Digest": str(stored.digest)})
+    if not ctx.head:
+        ctx.record("pull", "manifest", digest=str(stored.digest), media_type=stored.media_type,
+                   size=stored.size, tag=None if isinstance(reference, Digest) else reference)
     return respond(200, headers, [stored.body] if stored.body else [], stored.media_type)
 
 
@@ -72,10 +75,19 @@ def put_manifest(ctx: Context) -> Reply:
     if manifest.subject is not None:
         headers.append(("OCI-Subject", str(manifest.subject.digest)))
     headers.extend(("OCI-Tag", tag) for tag in tags)
+    pushed_tags: list[str | None] = [reference] if isinstance(reference, str) else list(tags)
+    for tag in pushed_tags or [None]:
+        ctx.record("push", "manifest", digest=str(digest), media_type=manifest.media_type,
+                   size=len(body), tag=tag)
     return respond(201, headers)
 
 
 def delete_manifest(ctx: Context) -> Reply:
     """DELETE by digest removes the manifest and its tags; by tag only the tag: 202."""
-    ctx.content.delete_manifest(ctx.params["name"], parse_reference(ctx.params["reference"]))
+    reference = parse_reference(ctx.params["reference"])
+    ctx.content.delete_manifest(ctx.params["name"], reference)
+    if isinstance(reference, Digest):
+        ctx.record("delete", "manifest", digest=str(reference))
+    else:
+        ctx.record("delete", "tag", tag=reference)
     return respond(202, {"Content-Length": "0"})

@@ -15,6 +15,7 @@ from ..errors import BlobUploadInvalid, SizeInvalid
 from ..ranges import RangeSyntaxError, format_upload_range, parse_content_range
 from ..references import parse_name
 from ..streams import has_body, iter_body
+from ..events import BLOB_MEDIA_TYPE
 from .context import Context, respond
 
 
@@ -63,6 +64,9 @@ def start_upload(ctx: Context) -> Reply:
         if (source is not None or ctx.allow_mount_anywhere) and ctx.content.mount_blob(
             name, digest, source
         ):
+            if ctx.wants("mount"):
+                ctx.record("mount", "blob", digest=str(digest), media_type=BLOB_MEDIA_TYPE,
+                           size=ctx.content.stat_blob(name, digest), from_repository=source)
             return _created(ctx, name, str(digest))
     digest_param = args.get("digest")
     algorithm = args.get("digest-algorithm") or "sha256"
@@ -71,7 +75,8 @@ def start_upload(ctx: Context) -> Reply:
         algorithm = digest.algorithm
     if digest_param is not None and (mount is None or has_body(ctx.request)):
         _, length = _chunk_bounds(ctx)
-        ctx.content.push_blob(name, digest, iter_body(ctx.request), length=length)
+        size = ctx.content.push_blob(name, digest, iter_body(ctx.request), length=length)
+        ctx.record("push", "blob", digest=str(digest), media_type=BLOB_MEDIA_TYPE, size=size)
         return _created(ctx, name, str(digest))
     upload = ctx.content.start_upload(name, check_algorithm(algorithm))
     headers = _session_headers(ctx, upload)
@@ -113,11 +118,12 @@ def finish_upload(ctx: Context) -> Reply:
         start, length = _chunk_bounds(ctx)
         chunks = iter_body(ctx.request)
     try:
-        ctx.content.finish(upload, digest, chunks, start=start, length=length)
+        size = ctx.content.finish(upload, digest, chunks, start=start, length=length)
     except BlobUploadInvalid as exc:
         if exc.status == 416:
             exc.headers.update(_session_headers(ctx, upload))
         raise
+    ctx.record("push", "blob", digest=str(digest), media_type=BLOB_MEDIA_TYPE, size=size)
     return _created(ctx, upload.name, str(digest))
 
 

@@ -74,8 +74,11 @@ class FilesystemStorage(Storage):
         self._start_writeback = _writeback_starter() if fsync else None
         self._uploads = os.path.join(self.root, _UPLOADS)
         self._tmp = os.path.join(self.root, _TMP)
-        os.makedirs(self._uploads, exist_ok=True)
-        os.makedirs(self._tmp, exist_ok=True)
+        try:
+            os.makedirs(self._uploads, exist_ok=True)
+            os.makedirs(self._tmp, exist_ok=True)
+        except OSError:
+            pass  # a read-only or missing disk: each call says so when it needs to write
 
     def _path(self, key: str) -> str:
         return os.path.join(self.root, *check_key(key).split("/"))
@@ -137,7 +140,11 @@ class FilesystemStorage(Storage):
 
     def _temporary(self, data: bytes | bytearray | memoryview) -> str:
         """A new file in ``~tmp`` holding ``data``, flushed to disk; the caller moves it."""
-        fd, tmp = tempfile.mkstemp(dir=self._tmp)
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self._tmp)
+        except FileNotFoundError:
+            os.makedirs(self._tmp, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self._tmp)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
@@ -255,6 +262,7 @@ class FilesystemStorage(Storage):
         state = UploadState(0, secrets.token_hex(8), bytes(meta))
         with _os_errors():
             try:
+                os.makedirs(self._uploads, exist_ok=True)
                 with open(self._upload_path(upload_id), "xb"):
                     pass
             except FileExistsError:
@@ -386,6 +394,8 @@ class FilesystemStorage(Storage):
 
     def list_uploads(self) -> Iterator[UploadInfo]:
         latest: dict[str, float] = {}
+        if not os.path.isdir(self._uploads):
+            return iter([])
         with os.scandir(self._uploads) as scan:
             for entry in scan:
                 upload_id = entry.name.removesuffix(_STATE_SUFFIX)
@@ -414,6 +424,8 @@ class FilesystemStorage(Storage):
             except (KeyNotFound, StorageError):
                 self._remove_upload(info.upload_id)  # bytes without state, or state without bytes
             purged.append(info.upload_id)
+        if not os.path.isdir(self._tmp):
+            return purged
         with os.scandir(self._tmp) as scan:
             for entry in scan:
                 try:

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from heapq import heappop, heappush
 from typing import Any, Callable, Iterable, Iterator
 
+from ..extras import require
 from .base import (
     BlobReader,
     KeyNotFound,
@@ -236,7 +237,7 @@ class S3Storage(Storage):
         return self._own_clients
 
     def _make_client(self, read_timeout: float) -> Any:
-        import boto3
+        boto3 = require("boto3", "s3", "S3 storage")
         from botocore.config import Config
 
         access_key, secret_key, session_token = self._credentials

@@ -5,6 +5,8 @@ Django runs in this process with an in-memory database, configured once for the 
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -38,9 +40,14 @@ from docker_registry_wsgi.contrib import ConfigurationError  # noqa: E402
 from docker_registry_wsgi.contrib.django import (  # noqa: E402
     DjangoUserPolicy,
     check_password,
+    registry_delete,
     registry_from_settings,
+    registry_mount,
+    registry_pull,
+    registry_push,
     with_registry,
 )
+from docker_registry_wsgi.events import Event  # noqa: E402
 
 PERMISSIONS = {"pull": "auth.view_user", "push": "auth.add_user", "delete": "auth.delete_user"}
 
@@ -158,3 +165,80 @@ def test_policy_by_import_string(tmp_path: Path) -> None:
     client = webtest.TestApp(registry_from_settings(config))
     client.authorization = ("Basic", ("mo", "pw"))  # no permission at all, but authenticated
     assert client.post("/v2/a/blobs/uploads/", status=202)
+
+
+# -- signals (django.dispatch) ------------------------------------------------------------------
+
+
+def _push_blob(client: webtest.TestApp, name: str, data: bytes) -> str:
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    client.post(f"/v2/{name}/blobs/uploads/?digest={digest}", data, content_type="application/octet-stream",
+                status=201)
+    return digest
+
+
+@pytest.fixture
+def signal_registry(tmp_path: Path) -> Any:
+    return registry_from_settings({"ROOT": tmp_path / "registry", "PERMISSIONS": PERMISSIONS,
+                                   "CREDENTIAL_CACHE_SECONDS": 0})
+
+
+def test_signals_carry_the_event_and_the_registry_as_sender(signal_registry: Any) -> None:
+    received: list[tuple[str, Any, Event, str]] = []
+
+    def receiver(name: str) -> Any:
+        def receive(sender: Any, event: Event, **kwargs: Any) -> None:
+            # The database is usable in a receiver, as in a view.
+            received.append((name, sender, event, User.objects.get(username=event.user).username))
+        return receive
+
+    receivers = {signal: receiver(name) for signal, name in (
+        (registry_push, "push"), (registry_pull, "pull"), (registry_delete, "delete"), (registry_mount, "mount"))}
+    for signal, function in receivers.items():
+        signal.connect(function, sender=signal_registry, weak=False)
+    try:
+        client = webtest.TestApp(signal_registry)
+        client.authorization = ("Basic", ("root", "pw"))
+        digest = _push_blob(client, "team/app", b"layer")
+        client.get(f"/v2/team/app/blobs/{digest}")
+        client.post(f"/v2/team/copy/blobs/uploads/?mount={digest}&from=team/app", status=201)
+        client.delete(f"/v2/team/app/blobs/{digest}", status=202)
+    finally:
+        for signal, function in receivers.items():
+            signal.disconnect(function, sender=signal_registry)
+    assert [(name, sender, e.action, e.repository, e.digest, user) for name, sender, e, user in received] == [
+        ("push", signal_registry, "push", "team/app", digest, "root"),
+        ("pull", signal_registry, "pull", "team/app", digest, "root"),
+        ("mount", signal_registry, "mount", "team/copy", digest, "root"),
+        ("delete", signal_registry, "delete", "team/app", digest, "root"),
+    ]
+
+
+def test_a_failing_receiver_is_logged_and_the_push_succeeds(signal_registry: Any,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
+    def broken(sender: Any, event: Event, **kwargs: Any) -> None:
+        raise RuntimeError("receiver bug")
+
+    registry_push.connect(broken, sender=signal_registry, weak=False)
+    try:
+        client = webtest.TestApp(signal_registry)
+        client.authorization = ("Basic", ("root", "pw"))
+        with caplog.at_level(logging.ERROR, logger="django.dispatch"):
+            _push_blob(client, "team/app", b"layer")  # 201
+    finally:
+        registry_push.disconnect(broken, sender=signal_registry)
+    assert any("receiver bug" in str(r.exc_info[1]) for r in caplog.records if r.exc_info)
+
+
+def test_without_receivers_for_this_registry_no_events_are_built(signal_registry: Any, tmp_path: Path) -> None:
+    other = registry_from_settings({"ROOT": tmp_path / "other"})
+    assert signal_registry.events.active is False
+    registry_pull.connect(_ignore, sender=other, weak=False)
+    try:
+        assert signal_registry.events.active is False and other.events.active is True
+    finally:
+        registry_pull.disconnect(_ignore, sender=other)
+
+
+def _ignore(sender: Any, **kwargs: Any) -> None:
+    pass

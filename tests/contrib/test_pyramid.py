@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 import webtest
 from pyramid.config import Configurator
-from pyramid.events import NewResponse
+from pyramid.events import NewRequest, NewResponse
+from pyramid.request import Request
 from pyramid.response import Response
 
 from docker_registry_wsgi.contrib import ConfigurationError
-from docker_registry_wsgi.contrib.pyramid import PassThroughResponse, _call_streaming, registry_from_settings
+from docker_registry_wsgi.contrib.pyramid import (
+    PassThroughResponse,
+    RegistryDelete,
+    RegistryEvent,
+    RegistryMount,
+    RegistryPull,
+    RegistryPush,
+    _call_streaming,
+    forward_events,
+    registry_from_settings,
+)
 from tests.contrib import hooks
 
 
@@ -120,3 +132,66 @@ def test_call_streaming_pulls_only_the_first_chunk_of_a_lazy_app() -> None:
 def test_call_streaming_refuses_an_app_that_never_starts_a_response() -> None:
     with pytest.raises(RuntimeError):
         _call_streaming(lambda environ, start_response: [b"oops"], {})
+
+
+# -- events (config.registry.notify) ----------------------------------------------------------
+
+
+def make_site_with_subscribers(settings: dict[str, Any], *subscribers: tuple[Callable[[Any], None], type]
+                               ) -> tuple[webtest.TestApp, Any]:
+    """A site that includes the registry and adds ``subscribers`` the Pyramid way."""
+    with Configurator(settings=settings) as config:
+        config.add_route("home", "/")
+        config.add_view(lambda request: Response("home page"), route_name="home")
+        for function, event_type in subscribers:
+            config.add_subscriber(function, event_type)
+        config.include("docker_registry_wsgi.contrib.pyramid")
+        return webtest.TestApp(config.make_wsgi_app()), config.registry
+
+
+def _push_blob(client: webtest.TestApp, name: str, data: bytes) -> str:
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    client.post(f"/v2/{name}/blobs/uploads/?digest={digest}", data, content_type="application/octet-stream",
+                status=201)
+    return digest
+
+
+def test_registry_events_are_notified_with_the_sites_request(settings: dict[str, Any]) -> None:
+    every: list[Any] = []
+    pushes: list[Any] = []
+    client, _ = make_site_with_subscribers(settings, (every.append, RegistryEvent), (pushes.append, RegistryPush))
+    digest = _push_blob(client, "team/app", b"layer")
+    client.get(f"/v2/team/app/blobs/{digest}")
+    client.post(f"/v2/team/copy/blobs/uploads/?mount={digest}&from=team/app", status=201)
+    client.delete(f"/v2/team/app/blobs/{digest}", status=202)
+    assert [type(e) for e in every] == [RegistryPush, RegistryPull, RegistryMount, RegistryDelete]
+    assert [(e.action, e.repository, e.digest) for e in every] == [
+        ("push", "team/app", digest), ("pull", "team/app", digest), ("mount", "team/copy", digest),
+        ("delete", "team/app", digest)]
+    assert pushes == every[:1] and pushes[0].event.size == len(b"layer")
+    assert all(isinstance(e.request, Request) for e in every)
+    assert every[0].request.path_info == "/v2/team/app/blobs/uploads/"
+
+
+def test_a_failing_subscriber_is_logged_and_the_push_succeeds(settings: dict[str, Any],
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    def broken(event: Any) -> None:
+        raise RuntimeError("subscriber bug")
+
+    client, _ = make_site_with_subscribers(settings, (broken, RegistryPush))
+    with caplog.at_level(logging.ERROR):
+        _push_blob(client, "team/app", b"layer")  # 201
+    assert any(r.exc_info and "subscriber bug" in str(r.exc_info[1]) for r in caplog.records)
+
+
+def test_only_actions_with_subscribers_build_events(settings: dict[str, Any]) -> None:
+    deletes: list[Any] = []
+    client, component_registry = make_site_with_subscribers(settings, (deletes.append, RegistryDelete))
+    container = registry_from_settings(settings)
+    forward_events(container, component_registry)
+    assert container.events.active  # a subscriber listens for deletes
+    _push_blob(client, "team/app", b"layer")
+    assert deletes == []
+    bare = registry_from_settings(settings)
+    forward_events(bare, make_site_with_subscribers(settings, (lambda event: None, NewRequest))[1])
+    assert bare.events.active is False  # NewRequest and other site subscribers do not count

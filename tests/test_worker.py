@@ -1,0 +1,460 @@
+"""The standalone server's worker (docker_registry_wsgi.worker), in parts and under real gunicorn.
+
+Heads are read in the event loop: a connection holds a thread only once its head is whole, so
+one thread serves others while any number of clients trickle their heads; a head is closed at
+its deadline, and at the connection cap the oldest unfinished ones make room. Bodies are read in
+threads with a receive timeout that cuts a body that stopped, not one that is slow. Requests
+split across sends, pipelined, or kept alive are served as gunicorn's gthread serves them.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import shutil
+import socket
+import struct
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from hypothesis import given, strategies as st
+
+from docker_registry_wsgi.worker import ClientSocket, ClientTimeout, Crew, head_end, set_receive_timeout
+from tests.support.rawhttp import connect, exchange, read_response, request, upload_session
+from tests.support.servers import RegistryServer
+
+# -- head_end: the one check of "this head is whole" -------------------------------------------
+
+
+def _fed_in_pieces(data: bytes, cuts: list[int]) -> list[bool]:
+    """head_end after each piece, scanning from where the previous piece ended (as the worker does)."""
+    buffer, seen = bytearray(), []
+    bounds = sorted({min(c, len(data)) for c in cuts} | {len(data)})
+    start = 0
+    for bound in bounds:
+        before = len(buffer)
+        buffer += data[start:bound]
+        start = bound
+        seen.append(head_end(buffer, before))
+    return seen
+
+
+@given(st.binary(max_size=200), st.lists(st.integers(min_value=0, max_value=200), max_size=20))
+def test_head_end_in_pieces_agrees_with_the_whole_buffer(data: bytes, cuts: list[int]) -> None:
+    """Scanning only the new bytes (and the 3 before them) finds what a scan of everything finds."""
+    bounds = sorted({min(c, len(data)) for c in cuts} | {len(data)})
+    expected = [b"\n\r\n" in data[:b] or b"\n\n" in data[:b] for b in bounds]
+    assert _fed_in_pieces(data, cuts) == expected
+
+
+@given(st.lists(st.from_regex(r"[A-Za-z-]{1,20}: [ -~]{0,40}", fullmatch=True), max_size=10),
+       st.lists(st.integers(min_value=0, max_value=600), max_size=30))
+def test_a_head_is_whole_only_at_its_empty_line(fields: list[str], cuts: list[int]) -> None:
+    """RFC 9112 section 2.1: a head ends with an empty line; no piece before it ends it."""
+    head = ("GET /v2/ HTTP/1.1\r\n" + "".join(f"{f}\r\n" for f in fields) + "\r\n").encode()
+    assert not any(_fed_in_pieces(head[:-2], cuts))
+    assert _fed_in_pieces(head, cuts)[-1]
+
+
+def test_a_bare_lf_head_goes_to_the_parser() -> None:
+    """gunicorn refuses bare LF line ends (RFC 9112 section 2.2) at once: no wait for a CRLF."""
+    assert head_end(b"GET / HTTP/1.1\nHost: x\n\n")
+    assert not head_end(b"GET / HTTP/1.1\r\nHost: x\r\n")
+
+
+# -- ClientSocket and the receive timeout -------------------------------------------------------
+
+
+@pytest.fixture
+def socket_pair() -> Iterator[tuple[ClientSocket, socket.socket]]:
+    """A ClientSocket with a 0.2 s receive timeout, and its peer."""
+    a, b = socket.socketpair()
+    client = ClientSocket(a.family, a.type, a.proto, fileno=a.detach())
+    set_receive_timeout(client, 0.2)
+    try:
+        yield client, b
+    finally:
+        client.close()
+        b.close()
+
+
+def test_a_receive_that_gets_nothing_is_a_client_timeout(socket_pair: tuple[ClientSocket, socket.socket]) -> None:
+    client, _ = socket_pair
+    with pytest.raises(ClientTimeout) as caught:
+        client.recv(1024)
+    assert isinstance(caught.value, ConnectionError)  # what body readers take as the client's fault
+    assert caught.value.errno == errno.ETIMEDOUT
+
+
+def test_a_slow_body_is_returned_in_part_not_cut(socket_pair: tuple[ClientSocket, socket.socket]) -> None:
+    """MSG_WAITALL for 1 MiB with 5 bytes sent: the 5 bytes come back at the timeout, no error."""
+    client, peer = socket_pair
+    peer.sendall(b"hello")
+    assert client.recv(1 << 20, socket.MSG_WAITALL) == b"hello"
+
+
+def test_non_blocking_and_python_timeouts_are_left_alone(socket_pair: tuple[ClientSocket, socket.socket]) -> None:
+    client, _ = socket_pair
+    client.setblocking(False)
+    with pytest.raises(BlockingIOError) as caught:
+        client.recv(1024)
+    assert not isinstance(caught.value, ClientTimeout)
+    client.settimeout(0.05)
+    with pytest.raises(TimeoutError):
+        client.recv(1024)
+
+
+def test_a_blocking_receive_says_it_waits_before_it_blocks(socket_pair: tuple[ClientSocket, socket.socket]) -> None:
+    """on_wait runs before the receive blocks: here it is what sends the bytes the receive gets."""
+    client, peer = socket_pair
+    client.on_wait = lambda: peer.sendall(b"sent by on_wait")
+    assert client.recv(1024) == b"sent by on_wait"
+
+
+def test_a_send_that_fits_does_not_wait(socket_pair: tuple[ClientSocket, socket.socket]) -> None:
+    client, peer = socket_pair
+    waits: list[None] = []
+    client.on_wait = lambda: waits.append(None)
+    client.sendall(b"a small response")
+    assert peer.recv(1024) == b"a small response" and waits == []
+
+
+def test_a_send_to_a_client_that_does_not_read_says_it_waits(socket_pair: tuple[ClientSocket, socket.socket]) -> None:
+    """More than the socket buffers hold: on_wait runs, and here starts the reader it waits for."""
+    client, peer = socket_pair
+    # A bound on a send that would otherwise block forever if on_wait were never called.
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("ll", 10, 0))
+    data = bytes(range(256)) * 16384  # 4 MiB
+    received = bytearray()
+
+    def read_all() -> None:
+        while len(received) < len(data):
+            received.extend(peer.recv(1 << 20))
+
+    reader = threading.Thread(target=read_all)
+    client.on_wait = reader.start
+    client.sendall(data)
+    reader.join(10)
+    assert bytes(received) == data
+
+
+def test_the_event_loops_non_blocking_calls_do_not_wait(socket_pair: tuple[ClientSocket, socket.socket]) -> None:
+    client, _ = socket_pair
+    waits: list[None] = []
+    client.on_wait = lambda: waits.append(None)
+    client.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        client.recv(1024)
+    assert waits == []
+
+
+# -- Crew: turns, and lending them while waiting on a client ------------------------------------
+
+
+@pytest.fixture
+def crew() -> Iterator[Crew]:
+    pool = Crew(turns=1, max_threads=8)
+    yield pool
+    pool.shutdown(wait=False)
+
+
+def test_calls_beyond_the_turns_wait_in_line(crew: Crew) -> None:
+    release, running = threading.Event(), threading.Event()
+
+    def first() -> str:
+        running.set()
+        release.wait(10)
+        return "first"
+
+    a = crew.submit(first)
+    assert running.wait(10)
+    b = crew.submit(lambda: "second")
+    assert crew.queued == 1 and not b.done()
+    release.set()
+    assert (a.result(10), b.result(10)) == ("first", "second")
+    assert crew.queued == 0
+
+
+def test_a_call_waiting_on_its_client_lets_the_next_one_run(crew: Crew) -> None:
+    """With one turn: the first call lends it and waits; the second runs to the end meanwhile."""
+    release = threading.Event()
+
+    def waits_on_client() -> str:
+        crew.lend()
+        release.wait(10)
+        return "slow client done"
+
+    a = crew.submit(waits_on_client)
+    b = crew.submit(lambda: "served meanwhile")
+    assert b.result(10) == "served meanwhile" and not a.done()
+    release.set()
+    assert a.result(10) == "slow client done"
+
+
+def test_a_call_back_from_its_client_runs_without_waiting_for_a_turn(crew: Crew) -> None:
+    """No deadlock: the lender holds a lock that the turn holder waits for, and finishes first."""
+    lock, release, locked = threading.Lock(), threading.Event(), threading.Event()
+
+    def holds_the_lock() -> str:
+        with lock:
+            crew.lend()
+            locked.set()
+            release.wait(10)
+        return "lender"
+
+    def needs_the_lock() -> str:
+        release.set()  # the lender's client answers while this call holds the only turn
+        with lock:
+            return "turn holder"
+
+    a = crew.submit(holds_the_lock)
+    assert locked.wait(10)
+    b = crew.submit(needs_the_lock)
+    assert (a.result(10), b.result(10)) == ("lender", "turn holder")
+
+
+def test_lend_outside_a_call_and_errors_in_calls(crew: Crew) -> None:
+    crew.lend()  # not in a crew thread: nothing to lend, and no turn gained
+
+    def fails() -> None:
+        raise ValueError("in the call")
+
+    with pytest.raises(ValueError, match="in the call"):
+        crew.submit(fails).result(10)
+    assert crew.submit(lambda: 42).result(10) == 42
+
+
+def test_no_calls_after_shutdown(crew: Crew) -> None:
+    assert crew.submit(lambda: 1).result(10) == 1
+    crew.shutdown(wait=False)
+    with pytest.raises(RuntimeError):
+        crew.submit(lambda: 2)
+
+
+# -- under real gunicorn ------------------------------------------------------------------------
+
+
+def _serve(tmp_path: Path, *args: str) -> RegistryServer:
+    return RegistryServer(tmp_path / "data", log_path=tmp_path / "registry.log",
+                          extra_args=["--workers", "1", *args])
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    """Wait (bounded by the socket's timeout) for the server to close; True if it did."""
+    try:
+        while sock.recv(65536):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def one_thread(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    """One worker with one thread: whatever holds that thread stops the server."""
+    base = tmp_path_factory.mktemp("one-thread")
+    server = RegistryServer(base / "data", log_path=base / "registry.log",
+                            extra_args=["--workers", "1", "--threads", "1"])
+    with server:
+        yield server
+
+
+def test_trickling_heads_hold_no_thread(one_thread: RegistryServer) -> None:
+    """Ten clients in the middle of their heads; the only thread still serves everyone else."""
+    slow = [connect(one_thread.hostport) for _ in range(10)]
+    try:
+        for sock in slow:
+            sock.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n")
+        for _ in range(3):
+            assert exchange(one_thread.hostport, "GET", "/v2/").status == 200
+        # Each slow head, completed at last, is served on its own connection.
+        for sock in slow:
+            sock.sendall(b"\r\n")
+            assert read_response(sock).status == 200
+    finally:
+        for sock in slow:
+            sock.close()
+
+
+def test_a_head_sent_byte_by_byte_between_other_requests(one_thread: RegistryServer) -> None:
+    data = request("GET", "/v2/", headers={"X-Padding": "p" * 100})
+    with connect(one_thread.hostport) as sock:
+        for i in range(len(data)):
+            sock.sendall(data[i:i + 1])
+            if i % 40 == 0:
+                assert exchange(one_thread.hostport, "GET", "/v2/").status == 200
+        response = read_response(sock)
+    assert response.status == 200 and response.body == b"{}"
+
+
+def test_keepalive_and_pipelined_requests(one_thread: RegistryServer) -> None:
+    """Two requests in one send, then a third one's head in two halves on the same connection."""
+    with connect(one_thread.hostport) as sock:
+        pending = bytearray()
+        sock.sendall(request("GET", "/v2/") + request("GET", "/v2/nothing/tags/list"))
+        assert read_response(sock, pending=pending).status == 200
+        second = read_response(sock, pending=pending)
+        assert second.status == 404 and b"NAME_UNKNOWN" in second.body
+        third = request("GET", "/v2/")
+        sock.sendall(third[:10])
+        assert exchange(one_thread.hostport, "GET", "/v2/").status == 200
+        sock.sendall(third[10:])
+        assert read_response(sock, pending=pending).status == 200
+        assert not pending
+
+
+def test_a_request_pipelined_half_behind_a_body(one_thread: RegistryServer) -> None:
+    """A body drain reads ahead into half of the next head: the rest is awaited in the loop."""
+    location = upload_session(one_thread.hostport, "worker/pipelined")
+    body = b"b" * 5000
+    with connect(one_thread.hostport) as sock:
+        pending = bytearray()
+        nxt = request("GET", "/v2/")
+        sock.sendall(request("PATCH", location, body) + nxt[:12])
+        assert read_response(sock, pending=pending).status == 202
+        assert exchange(one_thread.hostport, "GET", "/v2/").status == 200
+        sock.sendall(nxt[12:])
+        assert read_response(sock, pending=pending).status == 200
+
+
+def test_closing_connections_do_not_stop_the_worker(one_thread: RegistryServer) -> None:
+    """Eight clients that keep their socket open after a ``Connection: close`` response.
+
+    A graceful close waits up to 2 s for the client to close too; gthread waits in its event
+    loop, one client after the other, so these eight would keep it from accepting anyone for
+    16 s. Here the loop only watches for the clients' ends.
+    """
+    lingering = [connect(one_thread.hostport) for _ in range(8)]
+    try:
+        for sock in lingering:
+            sock.sendall(request("GET", "/v2/", headers={"Connection": "close"}))
+        assert exchange(one_thread.hostport, "GET", "/v2/", timeout=8).status == 200
+        for sock in lingering:
+            assert read_response(sock).status == 200
+    finally:
+        for sock in lingering:
+            sock.close()
+
+
+def test_slow_uploads_do_not_hold_the_turn(one_thread: RegistryServer) -> None:
+    """Three PATCHes stopped mid-body, with one turn: others are served; then the three finish."""
+    locations = [upload_session(one_thread.hostport, f"worker/slow-{i}") for i in range(3)]
+    body = b"z" * 3000
+    slow = [connect(one_thread.hostport) for _ in locations]
+    try:
+        for sock, location in zip(slow, locations):
+            sock.sendall(request("PATCH", location, headers={"Content-Length": str(len(body))}) + body[:10])
+        for _ in range(3):
+            assert exchange(one_thread.hostport, "GET", "/v2/").status == 200
+        for sock in slow:
+            sock.sendall(body[10:])
+            response = read_response(sock)
+            assert response.status == 202 and response.headers["range"] == f"0-{len(body) - 1}"
+    finally:
+        for sock in slow:
+            sock.close()
+
+
+def test_a_client_that_reads_slowly_does_not_hold_the_turn(one_thread: RegistryServer) -> None:
+    """A blob GET whose client reads nothing yet, with one turn: others are served meanwhile."""
+    blob = bytes(range(256)) * 32768  # 8 MiB: more than the socket buffers hold
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    location = upload_session(one_thread.hostport, "worker/download")
+    assert exchange(one_thread.hostport, "PUT", f"{location}?digest={digest}", blob).status == 201
+    host, port = one_thread.hostport.rsplit(":", 1)
+    reader = socket.socket()
+    reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    reader.settimeout(30)
+    reader.connect((host, int(port)))
+    with reader:
+        reader.sendall(request("GET", f"/v2/worker/download/blobs/{digest}"))
+        for _ in range(3):
+            assert exchange(one_thread.hostport, "GET", "/v2/").status == 200
+        response = read_response(reader)
+    assert response.status == 200 and hashlib.sha256(response.body).hexdigest() == digest[7:]
+
+
+def test_heads_and_idle_connections_are_closed_at_the_header_timeout(tmp_path: Path) -> None:
+    with _serve(tmp_path, "--header-timeout", "1") as server:
+        with connect(server.hostport) as idle, connect(server.hostport) as partial:
+            partial.sendall(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n")
+            assert _closed_by_server(partial)
+            assert _closed_by_server(idle)
+        # A kept-alive connection's next head has its own deadline, from its first byte.
+        with connect(server.hostport) as sock:
+            sock.sendall(request("GET", "/v2/"))
+            assert read_response(sock).status == 200
+            sock.sendall(b"GET /v2/ HTTP/1.1\r\n")
+            assert _closed_by_server(sock)
+
+
+def test_at_the_connection_cap_the_oldest_unfinished_heads_make_room(tmp_path: Path) -> None:
+    with _serve(tmp_path, "--max-connections", "4", "--header-timeout", "600") as server:
+        idle = [connect(server.hostport) for _ in range(4)]
+        try:
+            idle[0].sendall(b"GET /v2/ HTTP/1.1\r\n")
+            assert exchange(server.hostport, "GET", "/v2/").status == 200
+            assert _closed_by_server(idle[0])
+        finally:
+            for sock in idle:
+                sock.close()
+
+
+def test_a_stopped_body_fails_with_blob_upload_invalid(tmp_path: Path) -> None:
+    """A PATCH whose client stops sending: 400 BLOB_UPLOAD_INVALID (OCI spec, "Pushing a blob
+    in chunks") after the body timeout, the connection closed, no traceback in the log."""
+    with _serve(tmp_path, "--body-timeout", "1") as server:
+        location = upload_session(server.hostport, "worker/stopped")
+        with connect(server.hostport) as sock:
+            sock.sendall(request("PATCH", location, headers={"Content-Length": "1000"}) + b"x" * 10)
+            response = read_response(sock)
+            assert response.status == 400 and b"BLOB_UPLOAD_INVALID" in response.body
+            assert _closed_by_server(sock)
+        with connect(server.hostport) as sock:
+            chunked = request("PATCH", location, headers={"Transfer-Encoding": "chunked"})
+            sock.sendall(chunked + b"400\r\n" + b"y" * 10)
+            response = read_response(sock)
+            assert response.status == 400 and b"BLOB_UPLOAD_INVALID" in response.body
+        assert exchange(server.hostport, "GET", "/v2/").status == 200
+    assert "Traceback" not in server.log_text()
+
+
+def test_a_slow_but_steady_body_completes(tmp_path: Path) -> None:
+    """Bytes every 0.3 s for longer than the body timeout: the upload completes (202, then 201)."""
+    blob = bytes(range(256)) * 4
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    with _serve(tmp_path, "--body-timeout", "1.5") as server:
+        location = upload_session(server.hostport, "worker/steady")
+        with connect(server.hostport) as sock:
+            sock.sendall(request("PATCH", location, headers={"Content-Length": str(len(blob))}))
+            for i in range(0, len(blob), 128):  # 8 pieces: 2.4 s in all
+                sock.sendall(blob[i:i + 128])
+                time.sleep(0.3)
+            response = read_response(sock)
+        assert response.status == 202 and response.headers["range"] == f"0-{len(blob) - 1}"
+        closed = exchange(server.hostport, "PUT", f"{location}?digest={digest}")
+        assert closed.status == 201
+
+
+def test_out_of_file_descriptors_the_oldest_unfinished_heads_make_room(tmp_path: Path) -> None:
+    """The process may hold 100 files: 120 idle connections run it out before the connection cap;
+    the oldest idle ones are closed so that a request is still served."""
+    prlimit = shutil.which("prlimit")
+    if prlimit is None:
+        pytest.skip("prlimit (util-linux) is not installed")
+    command = [prlimit, "--nofile=100:100", sys.executable, "-m", "docker_registry_wsgi", "serve"]
+    with RegistryServer(tmp_path / "data", log_path=tmp_path / "registry.log", command=command,
+                        extra_args=["--workers", "1", "--header-timeout", "600"]) as server:
+        idle = [connect(server.hostport) for _ in range(120)]
+        try:
+            assert exchange(server.hostport, "GET", "/v2/").status == 200
+            assert _closed_by_server(idle[0])
+        finally:
+            for sock in idle:
+                sock.close()
