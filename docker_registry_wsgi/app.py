@@ -35,6 +35,7 @@ from .usage import DEFAULT_TOUCH_INTERVAL, UsageRecords
 from .storage.base import InvalidKey, Storage, StorageFull, StorageUnavailable
 
 if TYPE_CHECKING:
+    from .proxy import Mirrors
     from .metrics import RegistryMetrics
 
 __all__ = ["Registry"]
@@ -60,6 +61,8 @@ class Registry:
     :param read_only: ``True`` refuses every request but ``GET`` and ``HEAD`` (pushes, uploads and
         their cancelling, deletes) with 405 ``UNSUPPORTED`` and an ``Allow`` header, as
         distribution's ``maintenance.readonly`` does, before the auth hook is asked.
+    :param mirrors: namespaces mirrored from upstream registries (a pull-through cache, see
+        :mod:`.proxy`); their repositories are read-only, filled from the upstream on a miss.
     :param events: where pushes, pulls, deletes and mounts are told once they succeeded (see
         :mod:`.events`); default a new :class:`~.events.EventHub`, as ``registry.events``.
     :param metrics: record requests, uploads in flight and auth refusals there (see
@@ -77,6 +80,7 @@ class Registry:
         delete_enabled: bool = True,
         read_only: bool = False,
         logger: logging.Logger | None = None,
+        mirrors: Mirrors | None = None,
         events: EventHub | None = None,
         metrics: RegistryMetrics | None = None,
     ) -> None:
@@ -90,6 +94,7 @@ class Registry:
         )
         self.delete_enabled = delete_enabled
         self.read_only = read_only
+        self.mirrors = mirrors
         self.logger = logger or logging.getLogger("docker_registry_wsgi")
         self.events = events if events is not None else EventHub()
         self._handlers = {
@@ -146,8 +151,11 @@ class Registry:
             raise MethodNotAllowed(
                 {"method": request.method}, headers={"Allow": ", ".join(route.methods)}
             )
+        mirror = None
         if "name" in params:
             parse_name(params["name"])
+            if self.mirrors is not None:
+                mirror = self.mirrors.check(params["name"], route, request.method)
         digest = params.get("digest") or _digest_reference(params.get("reference"))
         if digest is None and "digest=" in request.environ.get("QUERY_STRING", ""):
             digest = request.args.get("digest")  # an upload's completion
@@ -170,7 +178,7 @@ class Registry:
         identity = self.auth.authorize(request, self._needed(route, method, params, request))
         ctx = Context(
             request=request,
-            content=self.content,
+            content=self.content if mirror is None else mirror.content(self.content, request),
             routes=self.routes,
             base_path=base,
             params=params,

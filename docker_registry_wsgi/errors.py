@@ -39,6 +39,7 @@ __all__ = [
     "NotFound",
     "RangeNotSatisfiable",
     "TooManyRequests",
+    "UpstreamFailed",
     "InsufficientStorage",
     "Unavailable",
     "API_VERSION_HEADER",
@@ -227,6 +228,15 @@ class Unavailable(RegistryError):
     def __init__(self, detail: Any = None, **kw: Any) -> None:
         super().__init__(detail, **kw)
         self.headers.setdefault("Retry-After", "60")
+
+
+class UpstreamFailed(Unavailable):
+    """A pull-through cache's upstream failed (unreachable, an error, bytes that do not match): 502.
+
+    The message names the upstream and what it did; nothing it sent was stored.
+    """
+
+    status, message = 502, "the upstream registry failed; retry later"
 
 
 class InsufficientStorage(Unavailable):

@@ -87,6 +87,7 @@ EXPECTED = [
     (errors.BlobUploadBusy, "BLOB_UPLOAD_INVALID", 409),
     (errors.Unavailable, "UNAVAILABLE", 503),
     (errors.InsufficientStorage, "UNAVAILABLE", 507),
+    (errors.UpstreamFailed, "UNAVAILABLE", 502),
 ]
 
 #: Codes beyond the OCI table, each one distribution sends for the same case; the Docker API text

@@ -8,7 +8,7 @@ from werkzeug.wsgi import wrap_file
 from ..digests import parse_digest
 from ..errors import RangeNotSatisfiable
 from ..ranges import UnsatisfiableRange, parse_range_header
-from ..streams import BoundedReader
+from ..streams import CHUNK_SIZE, BoundedReader
 from ..events import BLOB_MEDIA_TYPE
 from .context import Context, respond
 
@@ -43,7 +43,7 @@ def get_blob(ctx: Context) -> Reply:
     if ctx.head:
         return respond(status, headers, content_type="application/octet-stream")
     reader = BoundedReader(ctx.content.open_blob(name, digest, start), length)
-    body = wrap_file(ctx.request.environ, reader)  # type: ignore[arg-type]
+    body = wrap_file(ctx.request.environ, reader, buffer_size=CHUNK_SIZE)  # type: ignore[arg-type]
     return respond(status, headers, body, "application/octet-stream")
 
 

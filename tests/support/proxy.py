@@ -5,8 +5,8 @@ connection for a whole push; so this proxy picks a backend per request (round ro
 makes consecutive requests of one upload land on different registry processes. Bodies are
 streamed both ways in bounded pieces (``Content-Length`` or ``Transfer-Encoding: chunked``),
 the ``Host`` header is passed through (the registry builds ``Location`` URLs from it, so they
-point back at the proxy), and :attr:`RoundRobinProxy.counts` says how many requests each
-backend got. Binds 127.0.0.1 on a free port; use it as a context manager::
+point back at the proxy), :attr:`RoundRobinProxy.counts` says how many requests each
+backend got and :attr:`RoundRobinProxy.log` lists them (``(method, path)``, in order). Binds 127.0.0.1 on a free port; use it as a context manager::
 
     with RoundRobinProxy(["127.0.0.1:5001", "127.0.0.1:5002"]) as proxy:
         skopeo copy ... docker://{proxy.hostport}/repo:tag
@@ -46,7 +46,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # the registries log the requests; stderr stays quiet
 
     def _forward(self) -> None:
-        backend = self.server.proxy.next_backend()
+        backend = self.server.proxy.next_backend(self.command, self.path)
         host, _, port = backend.rpartition(":")
         upstream = http.client.HTTPConnection(host, int(port), timeout=300)
         try:
@@ -141,16 +141,23 @@ class RoundRobinProxy:
             raise ValueError("at least one backend")
         self.backends = list(backends)
         self.counts = {backend: 0 for backend in self.backends}
+        self.log: list[tuple[str, str]] = []
         self._cycle = itertools.cycle(self.backends)
         self._lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
-    def next_backend(self) -> str:
+    def next_backend(self, method: str = "", path: str = "") -> str:
         with self._lock:
             backend = next(self._cycle)
             self.counts[backend] += 1
+            self.log.append((method, path))
             return backend
+
+    def count(self, method: str, fragment: str = "") -> int:
+        """How many ``method`` requests whose path contains ``fragment`` were forwarded."""
+        with self._lock:
+            return sum(1 for m, path in self.log if m == method and fragment in path)
 
     @property
     def port(self) -> int:

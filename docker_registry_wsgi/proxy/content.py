@@ -1,0 +1,307 @@
+"""A mirrored repository's content for one request: the local cache, filled from the upstream.
+
+:class:`MirroredContent` is what the handlers get as ``ctx.content`` for a name inside a mirrored
+namespace. It answers from the storage when it can, exactly as for a pushed repository, and
+goes to the upstream on a miss:
+
+* **Blobs.** A ``GET`` that misses joins or starts the blob's fill (:mod:`.fills`): the bytes
+  stream to the client while they are written, and are committed only once verified. A ``HEAD``
+  that misses asks the upstream with a ``HEAD`` and stores nothing.
+* **Manifests by digest** are fetched once, verified against the digest, and kept for good.
+* **Manifests by tag** are served from the cache while the tag was checked less than ``ttl``
+  ago; after that a ``HEAD`` to the upstream revalidates it (a ``GET`` only when the digest is
+  new). If the upstream is down or rate-limits us, the cached tag is served anyway, with a
+  warning in the log; a tag the upstream says is gone is removed.
+* **Tag lists** come from the upstream (the cache's own list when it cannot answer).
+
+Every pull through the cache touches the digest's usage record, as a ``HEAD`` of a pushed blob
+does, so garbage collection spares what is in use and pruning (:mod:`.prune`) removes the least
+recently pulled first. Cached manifests are stored like pushed ones, minus the check that their
+blobs are present: a cache holds a manifest before (or without) its layers.
+"""
+
+from __future__ import annotations
+
+import json
+import weakref
+from typing import TYPE_CHECKING, Any, Callable, TypeVar, cast
+
+from ..content import (
+    Page,
+    RegistryContent,
+    StoredManifest,
+    _blob_key,
+    _revision_key,
+    _tags_prefix,
+)
+from ..digests import Digest, digest_bytes, parse_digest
+from ..errors import (
+    BlobUnknown,
+    DigestInvalid,
+    ManifestInvalid,
+    ManifestUnknown,
+    NameUnknown,
+    RegistryError,
+    UpstreamFailed,
+)
+from ..manifests import Manifest, parse_manifest
+from ..references import Reference
+from ..storage.base import BlobReader, KeyNotFound, Storage
+from .fills import LiveReader
+from .upstream import UpstreamError
+
+if TYPE_CHECKING:
+    from .mirrors import MirrorRoute
+
+__all__ = ["MirroredContent"]
+
+T = TypeVar("T")
+
+
+class _NoRedirect:
+    """The storage, except that it offers no redirect: the blob is being streamed, not stored yet."""
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+
+    def redirect_url(self, key: str, *, method: str = "GET") -> str | None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._storage, name)
+
+
+def _close_unclaimed(unclaimed: list[LiveReader]) -> None:
+    """A live stream the request never opened (it answered an error instead) stops being fed."""
+    for reader in unclaimed:
+        reader.close()
+
+
+class MirroredContent(RegistryContent):
+    """The content of one mirrored repository, for one request (see the module docstring)."""
+
+    def __init__(self, base: RegistryContent, route: "MirrorRoute", method: str) -> None:
+        self._live: LiveReader | None = None
+        super().__init__(base.storage, max_manifest_size=base.max_manifest_size, usage=base.usage)
+        self.base = base
+        self.route = route
+        self.method = method
+        self._unclaimed: list[LiveReader] = []
+
+    @property  # type: ignore[override]
+    def storage(self) -> Storage:
+        """The storage; without redirects while this request streams a blob being filled."""
+        if self._live is not None:
+            return cast(Storage, _NoRedirect(self._storage))
+        return self._storage
+
+    @storage.setter
+    def storage(self, value: Storage) -> None:
+        self._storage = value
+
+    @property
+    def _upstream_name(self) -> str:
+        return self.route.upstream_name
+
+    # -- blobs ----------------------------------------------------------------------------------
+
+    def stat_blob(self, name: str, digest: Digest, *, touch: bool = False) -> int:
+        """The blob's size: cached (and touched), from a ``HEAD`` upstream, or from its fill."""
+        try:
+            return super().stat_blob(name, digest, touch=True)
+        except BlobUnknown:
+            pass
+        runtime = self.route.runtime
+        if self.method == "HEAD":
+            return self._upstream(lambda: runtime.upstream.head_blob(self._upstream_name, str(digest)),
+                                  BlobUnknown, {"digest": str(digest)})
+        outcome = runtime.fills.fetch(self.base, runtime.upstream, name, self._upstream_name, digest,
+                                      fill_wait=runtime.mirror.fill_wait)
+        if outcome.reader is None:
+            return super().stat_blob(name, digest, touch=True)
+        self._live = outcome.reader
+        self._unclaimed.append(outcome.reader)
+        weakref.finalize(self, _close_unclaimed, self._unclaimed)
+        return outcome.size
+
+    def open_blob(self, name: str, digest: Digest, offset: int = 0) -> BlobReader:
+        """The live stream this request joined (from ``offset``), else the stored blob."""
+        if self._live is None:
+            return super().open_blob(name, digest, offset)
+        reader = self._live
+        if reader in self._unclaimed:
+            self._unclaimed.remove(reader)
+        reader.seek(offset)
+        return reader
+
+    # -- manifests ------------------------------------------------------------------------------
+
+    def stat_manifest(self, name: str, reference: Reference, *, touch: bool = False) -> StoredManifest:
+        """A ``HEAD``: the manifest from the cache (always touched: a pull relies on it) or the upstream."""
+        return self._manifest(name, reference)
+
+    def get_manifest(self, name: str, reference: Reference) -> StoredManifest:
+        """A ``GET``: as :meth:`stat_manifest`, with the manifest's bytes."""
+        stored = self._manifest(name, reference)
+        if stored.body is not None:
+            return stored
+        return super().get_manifest(name, stored.digest)
+
+    def _manifest(self, name: str, reference: Reference) -> StoredManifest:
+        runtime = self.route.runtime
+        if isinstance(reference, Digest):
+            local = self._cached(name, reference)
+            if local is not None:
+                return local
+            key = ("manifest", runtime.upstream.url, self._upstream_name, str(reference))
+            return runtime.flights.run(key, lambda: self._fetch_manifest(name, reference, None))
+        local_tag = self._local_tag(name, reference)
+        if local_tag is not None:
+            stored, checked = local_tag
+            if runtime.clock() - checked < runtime.mirror.tag_ttl:
+                touched = self._cached(name, stored.digest)
+                if touched is not None:
+                    return touched
+        key = ("tag", runtime.upstream.url, self._upstream_name, reference)
+        return runtime.flights.run(key, lambda: self._revalidate(name, reference))
+
+    def _cached(self, name: str, digest: Digest) -> StoredManifest | None:
+        """The cached manifest ``digest`` of ``name``, touched (a pull relies on it); ``None`` if absent."""
+        try:
+            return super().stat_manifest(name, digest, touch=True)
+        except ManifestUnknown:
+            return None
+
+    def _local_tag(self, name: str, tag: str) -> tuple[StoredManifest, float] | None:
+        """The cached tag and when the upstream last confirmed it; ``None`` if absent or dangling."""
+        try:
+            doc = json.loads(self.storage.read(_tags_prefix(name) + tag))
+            stored = StoredManifest(parse_digest(doc["digest"]), doc["mediaType"], doc["size"])
+            self.storage.size(_revision_key(name, stored.digest))
+        except (KeyNotFound, ValueError, KeyError, TypeError, RegistryError):
+            return None
+        checked = doc.get("checked")
+        return stored, float(checked) if isinstance(checked, (int, float)) else 0.0
+
+    def _revalidate(self, name: str, tag: str) -> StoredManifest:
+        """Ask the upstream what ``tag`` is now; fall back to the cache when it cannot say."""
+        runtime = self.route.runtime
+        local = self._local_tag(name, tag)
+        try:
+            head = runtime.upstream.head_manifest(self._upstream_name, tag)
+            digest = _digest_or_none(head.digest)
+            if digest is not None:
+                cached = self._cached(name, digest)
+                if cached is not None:
+                    self._write_tag(name, tag, cached)
+                    return cached
+            return self._fetch_manifest(name, digest or tag, tag)
+        except UpstreamError as exc:
+            if exc.not_found:
+                if local is not None:
+                    self._drop_tag(name, tag, local[0].digest)
+                raise self._error(exc, ManifestUnknown, {"tag": tag}) from None
+            if local is not None:
+                cached = self._cached(name, local[0].digest)
+                if cached is not None:
+                    runtime.log.warning(
+                        "serving %s:%s from the cache (confirmed %.0fs ago): the upstream failed: %s",
+                        name, tag, runtime.clock() - local[1], exc)
+                    return cached
+            raise self._error(exc, ManifestUnknown, {"tag": tag}) from None
+
+    def _fetch_manifest(self, name: str, reference: Reference, tag: str | None) -> StoredManifest:
+        """``GET`` a manifest from the upstream, verify it, store it (and ``tag``); upstream errors raise."""
+        runtime = self.route.runtime
+        expected = reference if isinstance(reference, Digest) else None
+        fetched = self._upstream(
+            lambda: runtime.upstream.get_manifest(self._upstream_name, str(reference), self.max_manifest_size),
+            ManifestUnknown, {"reference": str(reference)})
+        announced = _digest_or_none(fetched.digest)
+        algorithm = expected.algorithm if expected else announced.algorithm if announced else "sha256"
+        digest = digest_bytes(fetched.body, algorithm)
+        for claimed in (expected, announced):
+            if claimed is not None and claimed.algorithm == algorithm and claimed != digest:
+                raise UpstreamFailed(
+                    {"expected": str(claimed), "actual": str(digest)},
+                    message=f"{runtime.upstream.url} sent a manifest that does not match its digest; "
+                            "nothing was stored")
+        try:
+            manifest = parse_manifest(fetched.body, fetched.media_type)
+        except (ManifestInvalid, DigestInvalid) as exc:
+            raise UpstreamFailed({"reference": str(reference)},
+                                 message=f"{runtime.upstream.url} sent a manifest this registry cannot "
+                                         f"serve: {exc.message}") from None
+        self._store_manifest(name, digest, fetched.body, manifest, tag)
+        return StoredManifest(digest, manifest.media_type, len(fetched.body), fetched.body)
+
+    def _store_manifest(self, name: str, digest: Digest, body: bytes, manifest: Manifest,
+                        tag: str | None) -> None:
+        """Store a manifest as a push does, without requiring its blobs (a cache fetches them later)."""
+        self.usage.touch(digest)  # before writing: a sweep of older bytes ends first
+        self.storage.write(_blob_key(digest), body, if_absent=True)
+        link: dict[str, object] = {"mediaType": manifest.media_type, "size": len(body)}
+        if manifest.subject is not None:
+            link["subject"] = str(manifest.subject.digest)
+        self.storage.write(_revision_key(name, digest), json.dumps(link).encode())
+        self._register(name)
+        self._add_referrer(name, digest, manifest, len(body))
+        if tag is not None:
+            self._write_tag(name, tag, StoredManifest(digest, manifest.media_type, len(body)))
+
+    def _write_tag(self, name: str, tag: str, stored: StoredManifest) -> None:
+        """Point ``tag`` at ``stored``, confirmed now; ``pushed`` stays while the digest does."""
+        now = self.route.runtime.clock()
+        key = _tags_prefix(name) + tag
+        pushed = now
+        try:
+            previous = json.loads(self.storage.read(key))
+            if previous.get("digest") == str(stored.digest) and isinstance(previous.get("pushed"), (int, float)):
+                pushed = previous["pushed"]
+        except (KeyNotFound, ValueError, AttributeError):
+            pass
+        doc = {"digest": str(stored.digest), "mediaType": stored.media_type, "size": stored.size,
+               "pushed": pushed, "checked": now}
+        self.storage.write(key, json.dumps(doc).encode())
+
+    def _drop_tag(self, name: str, tag: str, digest: Digest) -> None:
+        """The upstream no longer has ``tag``: neither does the cache (its manifest stays for gc)."""
+        self._untag(name, [tag], digest)
+
+    # -- tags -----------------------------------------------------------------------------------
+
+    def tags(self, name: str, n: int | None, last: str | None) -> Page:
+        """The upstream's tag list; the cache's own when the upstream cannot answer."""
+        runtime = self.route.runtime
+        try:
+            items, more = runtime.upstream.tags(self._upstream_name, n, last)
+            return Page(items, more)
+        except UpstreamError as exc:
+            if exc.not_found:
+                raise self._error(exc, NameUnknown, {"name": name}) from None
+            try:
+                page = super().tags(name, n, last)
+            except NameUnknown:
+                raise self._error(exc, NameUnknown, {"name": name}) from None
+            runtime.log.warning("listing the tags of %s from the cache: the upstream failed: %s", name, exc)
+            return page
+
+    # -- upstream errors ------------------------------------------------------------------------
+
+    def _upstream(self, call: Callable[[], T], unknown: type[RegistryError], detail: dict[str, str]) -> T:
+        try:
+            return call()
+        except UpstreamError as exc:
+            raise self._error(exc, unknown, detail) from None
+
+    def _error(self, exc: UpstreamError, unknown: type[RegistryError], detail: dict[str, str]) -> RegistryError:
+        return self.route.runtime.error(exc, unknown, detail)
+
+
+def _digest_or_none(text: str | None) -> Digest | None:
+    if not text:
+        return None
+    try:
+        return parse_digest(text.strip())
+    except RegistryError:
+        return None

@@ -1,0 +1,186 @@
+"""Size budgets: the least recently pulled blobs of a mirror go first, shared bytes stay, recent
+pulls are spared, and a pull that touches a blob while the pruner decides keeps it."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+import webtest
+
+from docker_registry_wsgi import Registry
+from docker_registry_wsgi.proxy import Mirror, Mirrors
+from docker_registry_wsgi.proxy.prune import Pruner
+from docker_registry_wsgi.storage import KeyNotFound, Storage
+from docker_registry_wsgi.usage import UsageRecords, record_key
+from tests.handlers import RegistryClient
+
+from .conftest import settle
+from .upstreams import WAIT, FakeClock, UpstreamSite
+
+INTERVAL = 60.0
+KiB = 1024
+
+
+@pytest.fixture
+def usage(storage: Storage, clock: FakeClock) -> UsageRecords:
+    return UsageRecords(storage, clock=clock, touch_interval=INTERVAL)
+
+
+@pytest.fixture
+def app(cache: Registry, usage: UsageRecords) -> webtest.TestApp:
+    cache.content.usage = usage  # the records follow the test's clock
+    return webtest.TestApp(cache)
+
+
+def pull(app: webtest.TestApp, mirrors: Mirrors, digest: str) -> bytes:
+    body = app.get(f"/v2/up/lib/app/blobs/{digest}").body
+    settle(mirrors)
+    return body
+
+
+def linked(storage: Storage, name: str, digest: str) -> bool:
+    try:
+        storage.size(f"repositories/{name}/_layers/sha256/{digest[7:]}")
+    except KeyNotFound:
+        return False
+    return True
+
+
+def has_bytes(storage: Storage, digest: str) -> bool:
+    try:
+        storage.size(f"blobs/sha256/{digest[7:9]}/{digest[7:]}")
+    except KeyNotFound:
+        return False
+    return True
+
+
+def four_blobs(upstream: UpstreamSite, app: webtest.TestApp, mirrors: Mirrors, clock: FakeClock) -> list[str]:
+    """Four 10 KiB blobs pulled an hour apart, oldest first."""
+    digests = []
+    for n in range(4):
+        digest = upstream.seed.push_blob("lib/app", bytes([n]) * 10 * KiB)
+        pull(app, mirrors, digest)
+        digests.append(digest)
+        clock.advance(3600)
+    return digests
+
+
+def test_least_recently_pulled_go_first_until_the_mirror_fits(
+        upstream: UpstreamSite, app: webtest.TestApp, mirrors: Mirrors, storage: Storage,
+        clock: FakeClock, usage: UsageRecords) -> None:
+    digests = four_blobs(upstream, app, mirrors, clock)
+    pull(app, mirrors, digests[0])  # pulled again: now the most recent
+    clock.advance(3600)
+    mirror = Mirror("up", upstream.url, budget=25 * KiB)
+    report, = Pruner(storage, [mirror], usage=usage, clock=clock).run()
+    assert report.used_before == 40 * KiB and report.used_after == 20 * KiB
+    assert [d for d, _ in report.evicted] == [digests[1], digests[2]]
+    assert report.bytes_deleted == 20 * KiB
+    for digest in (digests[1], digests[2]):
+        assert not linked(storage, "up/lib/app", digest) and not has_bytes(storage, digest)
+        with pytest.raises(KeyNotFound):
+            storage.read(record_key(digest))
+    for digest in (digests[0], digests[3]):
+        assert linked(storage, "up/lib/app", digest) and has_bytes(storage, digest)
+    # An evicted blob is fetched again on its next pull.
+    before = upstream.count("GET", f"/blobs/{digests[1]}")
+    assert pull(app, mirrors, digests[1]) == bytes([1]) * 10 * KiB
+    assert upstream.count("GET", f"/blobs/{digests[1]}") == before + 1
+
+
+def test_dry_run_changes_nothing(upstream: UpstreamSite, app: webtest.TestApp, mirrors: Mirrors,
+                                 storage: Storage, clock: FakeClock, usage: UsageRecords) -> None:
+    digests = four_blobs(upstream, app, mirrors, clock)
+    report, = Pruner(storage, [Mirror("up", upstream.url, budget=15 * KiB)], usage=usage, clock=clock,
+                     dry_run=True).run()
+    assert [d for d, _ in report.evicted] == digests[:3]
+    assert "would evict 3 blobs" in report.summary()
+    assert all(linked(storage, "up/lib/app", d) and has_bytes(storage, d) for d in digests)
+
+
+def test_recent_pulls_stay_over_budget(upstream: UpstreamSite, app: webtest.TestApp, mirrors: Mirrors,
+                                       storage: Storage, clock: FakeClock, usage: UsageRecords) -> None:
+    digests = four_blobs(upstream, app, mirrors, clock)
+    pruner = Pruner(storage, [Mirror("up", upstream.url, budget=1)], usage=usage, clock=clock,
+                    min_idle=2.5 * 3600)
+    report, = pruner.run()
+    # Pulled 4, 3, 2 and 1 hours ago: the last two are within min_idle.
+    assert [d for d, _ in report.evicted] == digests[:2]
+    assert report.spared_recent == 2 and report.used_after == 20 * KiB
+    assert pruner.min_idle == 2.5 * 3600
+    assert Pruner(storage, [], usage=usage).min_idle == 2 * INTERVAL
+
+
+def test_bytes_shared_with_a_pushed_repository_stay(upstream: UpstreamSite, app: webtest.TestApp,
+                                                    mirrors: Mirrors, storage: Storage, clock: FakeClock,
+                                                    usage: UsageRecords) -> None:
+    digest = upstream.seed.push_blob("lib/app", b"s" * 10 * KiB)
+    pull(app, mirrors, digest)
+    app.post(f"/v2/team/app/blobs/uploads/?mount={digest}&from=up/lib/app", status=201)
+    clock.advance(3600)
+    report, = Pruner(storage, [Mirror("up", upstream.url, budget=1)], usage=usage, clock=clock).run()
+    assert [d for d, _ in report.evicted] == [digest] and report.bytes_deleted == 0
+    assert not linked(storage, "up/lib/app", digest)
+    assert app.get(f"/v2/team/app/blobs/{digest}").body == b"s" * 10 * KiB
+
+
+def test_only_budgeted_mirrors_and_their_names_are_pruned(
+        upstream: UpstreamSite, app: webtest.TestApp, mirrors: Mirrors, storage: Storage,
+        clock: FakeClock, usage: UsageRecords) -> None:
+    pushed = RegistryClient(app).push_blob("team/app", b"p" * 10 * KiB)
+    digests = four_blobs(upstream, app, mirrors, clock)
+    assert Pruner(storage, [Mirror("up", upstream.url)], usage=usage, clock=clock).run() == []
+    report, = Pruner(storage, [Mirror("up", upstream.url, budget=1), Mirror("other", upstream.url)],
+                     usage=usage, clock=clock).run()
+    assert {d for d, _ in report.evicted} == set(digests)
+    assert linked(storage, "team/app", pushed) and has_bytes(storage, pushed)
+    nested = Pruner(storage, [Mirror("up/lib", upstream.url, budget=1), Mirror("up", upstream.url)],
+                           usage=usage, clock=clock)
+    assert nested.owner("up/lib/app").namespace == "up/lib"  # the longest namespace owns a name
+
+
+class HeldSwap:
+    """A storage whose owner thread stops before swapping ``key`` until released."""
+
+    def __init__(self, inner: Storage, key: str) -> None:
+        self.inner, self.key = inner, key
+        self.owner: threading.Thread | None = None
+        self.reached, self.released = threading.Event(), threading.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.inner, name)
+        if name != "swap":
+            return attribute
+
+        def swap(key: str, *args: Any) -> Any:
+            if threading.current_thread() is self.owner and key == self.key and not self.reached.is_set():
+                self.reached.set()
+                assert self.released.wait(WAIT)
+            return attribute(key, *args)
+
+        return swap
+
+
+def test_pull_between_the_pruners_read_and_swap_keeps_the_blob(
+        upstream: UpstreamSite, app: webtest.TestApp, mirrors: Mirrors, storage: Storage,
+        clock: FakeClock, usage: UsageRecords) -> None:
+    digest = upstream.seed.push_blob("lib/app", b"q" * 10 * KiB)
+    pull(app, mirrors, digest)
+    clock.advance(3600)
+    held = HeldSwap(storage, record_key(digest))
+    pruner = Pruner(held, [Mirror("up", upstream.url, budget=1)],  # type: ignore[arg-type]
+                    usage=UsageRecords(held, clock=clock, touch_interval=INTERVAL), clock=clock)  # type: ignore[arg-type]
+    reports: list[Any] = []
+    thread = threading.Thread(target=lambda: reports.extend(pruner.run()))
+    held.owner = thread
+    thread.start()
+    assert held.reached.wait(WAIT)  # the pruner read the record as stale and is about to take it
+    assert pull(app, mirrors, digest) == b"q" * 10 * KiB  # a pull touches it meanwhile
+    held.released.set()
+    thread.join(WAIT)
+    report, = reports
+    assert report.evicted == [] and report.spared_recent == 1
+    assert linked(storage, "up/lib/app", digest) and has_bytes(storage, digest)
+    assert upstream.count("GET", f"/blobs/{digest}") == 1
