@@ -21,7 +21,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import hashlib
-from typing import Any, Callable, Protocol
+from typing import Callable, Protocol
 
 from rehashes import PySha256, PySha512
 
@@ -87,6 +87,25 @@ class OpenSSLHasher:
         return out.raw.hex()
 
 
+class RehashesHasher:
+    """A SHA-2 hash over ``rehashes``, which ships no types: this class is its typed face."""
+
+    __slots__ = ("_hash",)
+
+    def __init__(self, algorithm: str, state: bytes | None = None) -> None:
+        kind = _REHASHES[algorithm]
+        self._hash = kind() if state is None else kind.deserialize(state)
+
+    def update(self, data: bytes, /) -> None:
+        self._hash.update(data)
+
+    def serialize(self) -> bytes:
+        return bytes(self._hash.serialize())
+
+    def finalize(self) -> str:
+        return str(self._hash.finalize())
+
+
 def _openssl() -> dict[str, _OpenSSLKind]:
     """libcrypto's SHA-256 and SHA-512, if found and right; else nothing."""
     name = ctypes.util.find_library("crypto")
@@ -112,7 +131,7 @@ def _openssl() -> dict[str, _OpenSSLKind]:
 
 
 _KINDS = _openssl()
-_REHASHES: dict[str, Any] = {"sha256": PySha256, "sha512": PySha512}
+_REHASHES = {"sha256": PySha256, "sha512": PySha512}
 #: Which backend new hashers use: "openssl" or "rehashes".
 BACKEND = "openssl" if _KINDS else "rehashes"
 
@@ -122,8 +141,7 @@ def new(algorithm: str) -> Hasher:
     kind = _KINDS.get(algorithm)
     if kind is not None:
         return OpenSSLHasher(kind)
-    hasher: Hasher = _REHASHES[algorithm]()
-    return hasher
+    return RehashesHasher(algorithm)
 
 
 def restore(algorithm: str, state: bytes) -> Hasher:
@@ -135,13 +153,12 @@ def restore(algorithm: str, state: bytes) -> Hasher:
             raise UnknownHashState(f"an OpenSSL {algorithm} state, which this process cannot continue")
         return OpenSSLHasher(kind, raw)
     try:
-        restored: Hasher = _REHASHES[algorithm].deserialize(state)
+        return RehashesHasher(algorithm, state)
     except Exception as exc:  # rehashes raises its own error types for foreign bytes
         raise UnknownHashState(f"a {algorithm} state this process cannot read: {exc}") from None
-    return restored
 
 
 #: For tests: build a hasher of a given backend regardless of the default.
-BACKENDS: dict[str, Callable[[str], Hasher]] = {"rehashes": lambda a: _REHASHES[a]()}
+BACKENDS: dict[str, Callable[[str], Hasher]] = {"rehashes": RehashesHasher}
 if _KINDS:
     BACKENDS["openssl"] = lambda a: OpenSSLHasher(_KINDS[a])
