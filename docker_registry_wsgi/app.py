@@ -35,6 +35,8 @@ from .usage import DEFAULT_TOUCH_INTERVAL, UsageRecords
 from .storage.base import InvalidKey, Storage, StorageFull, StorageUnavailable
 
 if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
     from .proxy import Mirrors
     from .metrics import RegistryMetrics
 
@@ -106,7 +108,7 @@ class Registry:
         if metrics is not None:
             metrics.instrument_handlers(self._handlers)
 
-    def __call__(self, environ: dict, start_response) -> Iterable[bytes]:  # type: ignore[type-arg]
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         # The request's id in its log lines (see logs.py) and in the response's X-Request-ID.
         log, token = logs.enter(environ)
         if token is not None:  # else an outer layer (the server's) entered it and answers the id
@@ -118,7 +120,7 @@ class Registry:
         finally:
             logs.leave(token)
 
-    def _respond(self, environ: dict, start_response) -> Iterable[bytes]:  # type: ignore[type-arg]
+    def _respond(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         """Serve one request: its response, or its error rendered as the spec's JSON body."""
         request = Request(environ)
         try:
@@ -227,4 +229,5 @@ def _digest_reference(reference: str | None) -> str | None:
 def _load(dotted: str) -> Handler:
     """A handler from its ``module.function`` name below :mod:`.handlers`."""
     module, _, function = dotted.rpartition(".")
-    return getattr(importlib.import_module(f"{__package__}.handlers.{module}"), function)
+    handler: Handler = getattr(importlib.import_module(f"{__package__}.handlers.{module}"), function)
+    return handler

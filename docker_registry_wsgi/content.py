@@ -622,7 +622,7 @@ class RegistryContent:
             raise NameUnknown({"name": name})
         return page
 
-    def referrers(self, name: str, subject: Digest, artifact_type: str | None) -> list[dict]:
+    def referrers(self, name: str, subject: Digest, artifact_type: str | None) -> list[dict[str, object]]:
         """Descriptors of the manifests in ``name`` whose ``subject`` is ``subject``."""
         prefix = _referrers_prefix(name, subject)
         found = []

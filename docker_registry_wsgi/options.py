@@ -78,7 +78,8 @@ def toml_loads(text: str) -> dict[str, Any]:
         import tomllib
     else:  # pragma: no cover - Python 3.10
         import tomli as tomllib
-    return tomllib.loads(text)
+    loaded: dict[str, Any] = tomllib.loads(text)
+    return loaded
 
 
 def parse_boolean(value: str) -> bool:
@@ -236,8 +237,8 @@ class _Number(Kind):
 @dataclass(frozen=True)
 class _Text(Kind):
     convert: Callable[[str], Any] | None = None
-    describe: str = "text"  # type: ignore[misc]
-    metavar: str = "TEXT"  # type: ignore[misc]
+    describe: str = "text"
+    metavar: str = "TEXT"
 
     def check(self, value: str) -> Any:
         return self.convert(value) if self.convert is not None else value
@@ -265,8 +266,8 @@ class _Choice(Kind):
 @dataclass(frozen=True)
 class _File(Kind):
     validate: Callable[[str], object] | None = None
-    describe: str = "the path of a file"  # type: ignore[misc]
-    metavar: str = "FILE"  # type: ignore[misc]
+    describe: str = "the path of a file"
+    metavar: str = "FILE"
     is_path = True
 
     def check(self, value: str) -> str:
@@ -292,8 +293,8 @@ class _File(Kind):
 
 @dataclass(frozen=True)
 class _Path(Kind):
-    describe: str = "a path"  # type: ignore[misc]
-    metavar: str = "PATH"  # type: ignore[misc]
+    describe: str = "a path"
+    metavar: str = "PATH"
     is_path = True
 
     def check(self, value: str) -> str:
@@ -368,8 +369,8 @@ class _Duration(Kind):
 @dataclass(frozen=True)
 class _Tables(Kind):
     loader: Callable[[Any], Any]
-    toml: str = "table"  # type: ignore[misc]
-    describe: str = "a table"  # type: ignore[misc]
+    toml: str = "table"
+    describe: str = "a table"
     structured = True
 
     def load(self, value: object) -> Any:
@@ -686,7 +687,7 @@ def source(namespace: argparse.Namespace, dest: str, value: object = None, flag:
     the reader's own messages do: ``--root /srv/r``, ``REGISTRY_ROOT='/srv/r'``,
     ``registry.toml: root = '/srv/r'``; a default is named by its flag (``flag``, else from
     ``dest``)."""
-    where = getattr(namespace, SOURCES, {}).get(dest, ("default",))
+    where: tuple[str, ...] = getattr(namespace, SOURCES, {}).get(dest, ("default",))
     if where[0] == "file":
         return f"{where[1]}: {where[2]}" + ("" if value is None else f" = {value!r}")
     if where[0] == "env":

@@ -167,7 +167,7 @@ def _command_line(config: Any, text: str) -> dict[str, Any]:
     def refuse(message: str) -> None:
         raise ValueError(f"GUNICORN_CMD_ARGS: {message}")
 
-    parser.error = refuse  # type: ignore[method-assign]
+    parser.error = refuse
     try:
         args = parser.parse_args(shlex.split(text))
     except ValueError:

@@ -155,7 +155,7 @@ class BoundedReader:
         self._reader = reader
         self._left = length
         if hasattr(reader, "fileno"):
-            self.fileno = reader.fileno  # type: ignore[attr-defined]
+            self.fileno = reader.fileno
             self.tell = reader.tell  # type: ignore[attr-defined]
 
     def read(self, size: int = -1) -> bytes:

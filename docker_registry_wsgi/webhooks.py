@@ -223,7 +223,7 @@ class Endpoint:
                 name=values.get("name") or "",
                 headers=dict(headers),
                 secret=values.get("secret"),
-                actions=values.get("actions", ACTIONS),  # type: ignore[arg-type]  # checked after
+                actions=values.get("actions", ACTIONS),
                 repositories=tuple(repositories),
                 format=values.get("format", "distribution"),
                 timeout=values.get("timeout", DEFAULT_TIMEOUT),

@@ -43,3 +43,13 @@ def test_docs_build_without_warnings(repo_root: Path, tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_package_is_mypy_strict_clean(repo_root: Path) -> None:
+    """The package ships ``py.typed``: ``mypy --strict`` (setup.cfg's settings) finds nothing (issue 13)."""
+    pytest.importorskip("mypy", reason="mypy is in the test extra; install it to check types")
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "docker_registry_wsgi"],
+        capture_output=True, text=True, timeout=600, cwd=repo_root,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

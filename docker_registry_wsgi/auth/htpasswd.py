@@ -93,7 +93,7 @@ def _make_decoy(form: str, cost: int) -> str:
     """A hash of a random password in ``form`` at ``cost``; nobody's password matches it."""
     secret = secrets.token_urlsafe(24)
     if form == "bcrypt":
-        return bcrypt.hashpw(secret.encode(), bcrypt.gensalt(rounds=cost)).decode()
+        return str(bcrypt.hashpw(secret.encode(), bcrypt.gensalt(rounds=cost)).decode())
     if form == "sha1":
         return "{SHA}" + base64.b64encode(hashlib.sha1(secret.encode()).digest()).decode()
     require("passlib.hash", "auth", "apr1 and $1$ password hashes")
@@ -122,7 +122,7 @@ def _check(form: str, password: str, hashed: str) -> bool:
         if stored.startswith(b"$2x$"):  # htpasswd never writes it; bcrypt reads it as $2a$
             return False
         try:
-            return bcrypt.checkpw(secret[:72], stored)
+            return bool(bcrypt.checkpw(secret[:72], stored))
         except ValueError:
             return False
     if form == "sha1":

@@ -129,10 +129,11 @@ class TokenIssuer:
         return granted
 
     def _sign(self, claims: Mapping[str, Any]) -> str:
-        return jwt.encode(
+        token: str = jwt.encode(
             dict(claims), self.private_key, algorithm=self.algorithm,
             headers={"kid": self.kid, "typ": "JWT"},
         )
+        return token
 
     def issue(self, subject: str, service: str, access: Iterable[Access]) -> tuple[str, int]:
         """A signed access token for ``subject`` and its issue time (Unix seconds)."""

@@ -356,7 +356,7 @@ class TokenAuth:
             raise InvalidToken(f"algorithm {algorithm} is not accepted for the configured keys")
         for key in candidates:
             try:
-                claims = jwt.decode(
+                claims: dict[str, Any] = jwt.decode(
                     token,
                     key.key,
                     algorithms=[algorithm],

@@ -147,7 +147,8 @@ class DockerRegistry:
     @staticmethod
     def registry(app: Flask) -> Registry:
         """The registry mounted in ``app`` (``KeyError`` if ``init_app`` was not called)."""
-        return app.extensions[EXTENSION_NAME]
+        registry: Registry = app.extensions[EXTENSION_NAME]
+        return registry
 
 
 class _SignalSender:
@@ -171,4 +172,5 @@ def _configured_auth(value: Any, config: Mapping[str, Any]) -> Auth | None:
         value = import_string(value)
         if isinstance(value, type) or not isinstance(value, Auth):
             value = value(config)
-    return value
+    auth: Auth | None = value
+    return auth

@@ -142,7 +142,7 @@ def forward_events(container_registry: Registry, registry: ComponentRegistry) ->
         container_registry.events.subscribe(notify, actions=[action], active=active)
 
 
-class PassThroughResponse(Response):
+class PassThroughResponse(Response):  # type: ignore[misc]  # pyramid ships no types
     """The registry's response exactly as it made it.
 
     A plain WebOb response would, when called, rewrite ``Location`` into an absolute URL built
@@ -152,7 +152,8 @@ class PassThroughResponse(Response):
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         start_response(self.status, self.headerlist)
-        return self.app_iter
+        app_iter: Iterable[bytes] = self.app_iter
+        return app_iter
 
 
 def registry_tween_factory(handler: Handler, registry: ComponentRegistry) -> Handler:

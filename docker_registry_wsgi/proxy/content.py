@@ -88,7 +88,7 @@ class MirroredContent(RegistryContent):
         self.method = method
         self._unclaimed: list[LiveReader] = []
 
-    @property  # type: ignore[override]
+    @property
     def storage(self) -> Storage:
         """The storage; without redirects while this request streams a blob being filled."""
         if self._live is not None:

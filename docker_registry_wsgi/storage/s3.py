@@ -134,7 +134,8 @@ class _Reader:
         self._body = body
 
     def read(self, size: int = -1, /) -> bytes:
-        return self._body.read(None if size is None or size < 0 else size)
+        chunk: bytes = self._body.read(None if size is None or size < 0 else size)
+        return chunk
 
     def close(self) -> None:
         self._body.close()
@@ -230,7 +231,7 @@ class S3Storage(Storage):
         if self._client_pid != pid:
             with self._client_lock:
                 if self._client_pid != pid:
-                    self._own_clients = tuple(  # type: ignore[assignment]
+                    self._own_clients = tuple(
                         self._make_client(timeout) for timeout in self._timeouts
                     )
                     self._client_pid = pid
@@ -291,7 +292,8 @@ class S3Storage(Storage):
         except Exception as exc:
             raise _not_found(exc, key) from None
         with response["Body"] as body:
-            return body.read()
+            data: bytes = body.read()
+        return data
 
     def write(self, key: str, data: bytes | bytearray | memoryview, *, if_absent: bool = False) -> bool:
         condition = {"IfNoneMatch": "*"} if if_absent else {}
@@ -540,7 +542,7 @@ class S3Storage(Storage):
         except Exception as exc:
             raise _not_found(exc, state.tail) from None  # the upload ended meanwhile
         with response["Body"] as body:
-            data = body.read()
+            data: bytes = body.read()
         if len(data) != state.tail_size:
             raise StorageError(f"upload tail {state.tail} has {len(data)} bytes, expected {state.tail_size}")
         return data
