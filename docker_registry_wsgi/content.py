@@ -478,12 +478,6 @@ class RegistryContent:
             raise ManifestUnknown({"tag": tag})
         return stored
 
-    def resolve(self, name: str, reference: Reference) -> Digest:
-        """The digest a tag points to (a digest resolves to itself)."""
-        if isinstance(reference, Digest):
-            return reference
-        return self._resolve_tag(name, reference).digest
-
     def stat_manifest(self, name: str, reference: Reference, *, touch: bool = False) -> StoredManifest:
         """Digest, media type and size of a manifest, without reading it.
 

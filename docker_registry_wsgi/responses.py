@@ -36,11 +36,6 @@ class Reply:
             self.headers.append(("Content-Type", content_type))
         self.body = body
 
-    def header(self, name: str) -> str | None:
-        """The first value of header ``name`` (case-insensitive), for tests and middleware."""
-        lowered = name.lower()
-        return next((v for k, v in self.headers if k.lower() == lowered), None)
-
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         start_response(_STATUS_LINES.get(self.status, str(self.status)), self.headers)
         if environ.get("REQUEST_METHOD") == "HEAD":

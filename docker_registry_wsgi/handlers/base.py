@@ -9,4 +9,4 @@ from .context import Context, json_response
 
 def check(ctx: Context) -> Reply:
     """200 with ``{}``; the auth hook has already challenged if it wants credentials."""
-    return json_response(ctx, {})
+    return json_response({})

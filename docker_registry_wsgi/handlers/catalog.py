@@ -10,4 +10,4 @@ from .context import Context, json_response, next_link, pagination
 def list_repositories(ctx: Context) -> Reply:
     n, last = pagination(ctx)
     page = ctx.content.repositories(n, last)
-    return json_response(ctx, {"repositories": page.items}, next_link(ctx, "catalog", page, n))
+    return json_response({"repositories": page.items}, next_link(ctx, "catalog", page, n))

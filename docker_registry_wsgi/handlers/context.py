@@ -94,8 +94,9 @@ def respond(
     return Reply(status, pairs, body, content_type)
 
 
-def json_response(ctx: Context, document: Any, headers: Mapping[str, str] | None = None,
+def json_response(document: Any, headers: Mapping[str, str] | None = None,
                   content_type: str = "application/json") -> Reply:
+    """A 200 response with ``document`` as its JSON body."""
     body = json.dumps(document).encode()
     all_headers = {"Content-Length": str(len(body)), **(headers or {})}
     return respond(200, all_headers, [body], content_type)

@@ -16,4 +16,4 @@ def list_referrers(ctx: Context) -> Reply:
     descriptors = ctx.content.referrers(ctx.params["name"], subject, artifact_type)
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": descriptors}
     headers = {"OCI-Filters-Applied": "artifactType"} if artifact_type else {}
-    return json_response(ctx, index, headers, content_type=OCI_INDEX)
+    return json_response(index, headers, content_type=OCI_INDEX)

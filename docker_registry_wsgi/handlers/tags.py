@@ -11,5 +11,5 @@ def list_tags(ctx: Context) -> Reply:
     name = ctx.params["name"]
     n, last = pagination(ctx)
     page = ctx.content.tags(name, n, last)
-    return json_response(ctx, {"name": name, "tags": page.items},
+    return json_response({"name": name, "tags": page.items},
                          next_link(ctx, "tags", page, n, name=name))
