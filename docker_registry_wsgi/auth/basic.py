@@ -5,13 +5,14 @@ from __future__ import annotations
 import binascii
 import logging
 from base64 import b64decode
-from typing import Callable, Sequence
+from typing import Sequence
 
 from werkzeug.wrappers import Request
 
 from ..errors import Denied, TooManyRequests, Unauthorized
 from .base import Access, AccessPolicy
-from .credentials import CachedPasswordCheck
+from .credentials import CachedPasswordCheck, PasswordCheck
+from .scope import format_challenge
 from .throttle import FailureThrottle, Throttled
 
 __all__ = [
@@ -21,9 +22,6 @@ __all__ = [
     "PasswordCheck",
     "parse_basic_credentials",
 ]
-
-#: ``verify(username, password)`` returns an identity, or ``None`` when the pair is wrong.
-PasswordCheck = Callable[[str, str], object]
 
 #: Longest ``Authorization`` header value looked at; longer ones are refused unread.
 MAX_CREDENTIALS = 8192
@@ -93,7 +91,7 @@ class BasicAuth:
             cached = verify.cached
         self.cached = cached
         self.policy: AccessPolicy = policy or AllowAuthenticated()
-        self.challenge = 'Basic realm="{}"'.format(realm.replace("\\", "\\\\").replace('"', '\\"'))
+        self.challenge = format_challenge("Basic", {"realm": realm})
         self.log = logging.getLogger(__name__)
 
     def authenticate(self, request: Request) -> object:

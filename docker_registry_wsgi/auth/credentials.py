@@ -22,8 +22,9 @@ import time
 from collections import OrderedDict
 from typing import Callable
 
-__all__ = ["CachedPasswordCheck"]
+__all__ = ["CachedPasswordCheck", "PasswordCheck"]
 
+#: ``verify(username, password)`` returns an identity, or ``None`` when the pair is wrong.
 PasswordCheck = Callable[[str, str], object]
 
 

@@ -35,7 +35,7 @@ from werkzeug.wrappers import Request, Response
 from ..extras import require
 from .base import Access, AccessPolicy
 from .basic import AllowAuthenticated, MalformedCredentials, PasswordCheck, parse_basic_credentials
-from .scope import ScopeError, format_scopes, parse_scopes
+from .scope import ScopeError, format_challenge, format_scopes, parse_scopes
 from .throttle import FailureThrottle, Throttled
 from .token import REFRESH_TOKEN_USE, PrivateKey, key_id, signing_algorithm
 
@@ -113,7 +113,7 @@ class TokenIssuer:
                                         serialization.NoEncryption())
         self._binding_key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
                                  info=_BINDING_INFO).derive(der)
-        self.challenge = 'Basic realm="{}"'.format(realm.replace("\\", "\\\\").replace('"', '\\"'))
+        self.challenge = format_challenge("Basic", {"realm": realm})
         self.clock = clock
         self.log = logger or logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ import time
 from collections import OrderedDict, deque
 from typing import Callable
 
-__all__ = ["FailureThrottle", "Throttled", "LIMIT", "ADDRESS_LIMIT", "WINDOW"]
+from .credentials import PasswordCheck
 
-PasswordCheck = Callable[[str, str], object]
+__all__ = ["FailureThrottle", "Throttled", "LIMIT", "ADDRESS_LIMIT", "WINDOW"]
 
 #: Failed logins of one user name within :data:`WINDOW` before its checks are refused.
 LIMIT = 10
