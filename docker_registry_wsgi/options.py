@@ -39,6 +39,7 @@ __all__ = [
     "Option",
     "CONFIG",
     "Kind",
+    "ConfigurationError",
     "OptionError",
     "OptionErrors",
     "ConfigFile",
@@ -92,11 +93,20 @@ def parse_boolean(value: str) -> bool:
     raise ValueError("expected true or false (or yes/no, on/off, 1/0)")
 
 
-class OptionError(ValueError):
+class ConfigurationError(ValueError):
+    """Settings that cannot work; the message names the setting and what is wrong.
+
+    The one configuration error type: the option reader's, a framework site's settings
+    (``contrib``), the auth set-up's, a mirror's and a webhook's errors are this class or a
+    subclass that says which part found it, so ``except ConfigurationError`` catches them all.
+    """
+
+
+class OptionError(ConfigurationError):
     """One setting with a bad value; the message is one line that names it."""
 
 
-class OptionErrors(ValueError):
+class OptionErrors(ConfigurationError):
     """Every bad setting found, one :class:`OptionError` each; ``str()`` is their lines."""
 
     def __init__(self, errors: Sequence[OptionError]) -> None:

@@ -51,7 +51,7 @@ from . import __version__
 from .events import ACTIONS, Event, microseconds, parse_actions
 from .retention import _REPOSITORY_CHARACTERS, RetentionError, _check_glob, format_duration, parse_duration
 from .leases import Lease
-from .options import Option, choice, duration, tables, text, url
+from .options import ConfigurationError, Option, choice, duration, tables, text, url
 from .storage.base import KeyNotFound, Storage, StorageError, VersionConflict
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ _ENDPOINT_KEYS = ("url", "name", "headers", "secret", "actions", "repositories",
 _RESPONSE_READ = 65536
 
 
-class WebhookConfigError(ValueError):
+class WebhookConfigError(ConfigurationError):
     """A webhook endpoint that cannot be used; the message names the entry and the key."""
 
 

@@ -410,3 +410,23 @@ def test_option_names_are_unique_per_command_and_variables_registry_prefixed() -
         for option in command.options:
             assert option.variable is None or option.variable.startswith("REGISTRY_"), option.name
     assert os.pathsep == ":"  # the token keys' separator, as the docs say
+
+
+def test_every_part_reports_bad_settings_as_the_one_configuration_error() -> None:
+    """Issue 13: one configuration error type; each part's own error says where it was found."""
+    from docker_registry_wsgi.auth.config import OPTIONS as AUTH_OPTIONS, build as build_auth
+    from docker_registry_wsgi.contrib import parse_size
+    from docker_registry_wsgi.proxy import parse_mirror
+    from docker_registry_wsgi.webhooks import Endpoint
+
+    auth_settings = options.resolve(AUTH_OPTIONS, {"auth": "htpasswd"}, {})  # without --htpasswd
+    failing = [
+        lambda: options.resolve((PORT,), {}, {"REGISTRY_PORT": "abc"}),
+        lambda: parse_size("12 apples", "max_manifest_size"),
+        lambda: build_auth(auth_settings),
+        lambda: parse_mirror("ghcr=https://ghcr.io,timeout=0", environ={}),
+        lambda: Endpoint.from_mapping({"url": "ftp://x/"}, where="webhooks[0]"),
+    ]
+    for fail in failing:
+        with pytest.raises(options.ConfigurationError):
+            fail()

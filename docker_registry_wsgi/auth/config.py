@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from ..middleware import WSGIApp
-from ..options import Option, choice, file, integer, number, text
+from ..options import ConfigurationError, Option, choice, file, integer, number, text
 from .base import AllowAll, Auth, AccessPolicy
 from .throttle import ADDRESS_LIMIT, LIMIT, WINDOW, FailureThrottle
 
@@ -23,7 +23,7 @@ __all__ = ["OPTIONS", "build", "AUTH_SCHEMES", "ConfigError", "check_access_rule
 AUTH_SCHEMES = ("none", "read-only", "htpasswd", "token")
 
 
-class ConfigError(ValueError):
+class ConfigError(ConfigurationError):
     """The auth options do not make a working set-up; the message says what to add."""
 
 

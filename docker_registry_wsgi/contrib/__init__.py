@@ -15,6 +15,7 @@ from typing import Any
 
 from ..app import Registry
 from ..auth.base import Auth
+from ..options import ConfigurationError
 from ..storage.base import Storage
 from ..storage.filesystem import FilesystemStorage
 
@@ -22,10 +23,6 @@ __all__ = ["build_registry", "parse_size", "ConfigurationError"]
 
 _SIZE = re.compile(r"\s*(\d+)\s*([KMG]i?B?|B)?\s*", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-
-
-class ConfigurationError(ValueError):
-    """The site's registry settings are incomplete or malformed; the message names the setting."""
 
 
 def parse_size(value: int | str, setting: str) -> int:

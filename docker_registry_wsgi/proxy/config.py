@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from urllib.parse import urlsplit
 
-from ..contrib import ConfigurationError
 from ..contrib import parse_size as parse_bytes
 from ..errors import NameInvalid
+from ..options import ConfigurationError
 from ..references import parse_name
 from ..retention import RetentionError
 from ..retention import parse_duration as parse_seconds
@@ -51,7 +51,7 @@ DEFAULT_TIMEOUT = 30.0
 _KEYS = ("username", "password-file", "password-env", "ttl", "budget", "timeout", "ca-file", "wait")
 
 
-class MirrorConfigError(ValueError):
+class MirrorConfigError(ConfigurationError):
     """A mirror setting that cannot work; the message names the setting and what is wrong."""
 
 
