@@ -1,1 +1,2 @@
-"""HTTP handlers, one module per endpoint group; they read requests and write responses only."""
+"""HTTP handlers, one module per endpoint group: each turns a request into calls on the content
+layer and their results into a response."""

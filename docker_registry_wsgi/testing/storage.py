@@ -1089,7 +1089,7 @@ class StorageSuite:
     # -- races between uploads ----------------------------------------------------------------
 
     def test_concurrent_commits_same_content(self, storage: Storage, ns: str, part: int) -> None:
-        """Pushes of one blob race harmlessly: one commit creates it, the others keep it."""
+        """Commits of one blob's uploads onto one key: exactly one creates it, the others keep it."""
         data = payload(part + 1234, seed=16)
         key = ns + "blobs/same"
         states = [self.started(storage, data) for _ in range(self.threads)]
