@@ -1,7 +1,7 @@
 """The byte-range formats of the API, parsed and formatted in one place.
 
 - upload ``Content-Range: <start>-<end>`` (spec "Pushing a blob in chunks"; ``bytes=`` and
-  ``bytes `` prefixes are tolerated, as distribution does);
+  ``"bytes "`` prefixes are tolerated, as distribution does);
 - upload status ``Range: 0-<end>`` with no unit, which docker parses with ``%d-%d``;
 - blob download ``Range: bytes=a-b`` (RFC 9110 section 14; one range only) and its
   ``Content-Range: bytes a-b/N`` answer.

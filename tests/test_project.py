@@ -38,7 +38,7 @@ def test_console_script_and_module_agree() -> None:
 def test_docs_build_without_warnings(repo_root: Path, tmp_path: Path) -> None:
     pytest.importorskip("sphinx", reason="sphinx is in the test extra; install it to build docs")
     result = subprocess.run(
-        [sys.executable, "-m", "sphinx", "-W", "-q", "-b", "html", str(repo_root / "docs"),
+        [sys.executable, "-m", "sphinx", "-W", "-n", "-q", "-b", "html", str(repo_root / "docs"),
          str(tmp_path / "html")],
         capture_output=True, text=True, timeout=300,
     )
