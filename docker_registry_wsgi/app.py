@@ -49,7 +49,7 @@ class _InternalError(RegistryError):
 class Registry:
     """A container registry as a WSGI application.
 
-    :param storage: where blobs, manifests and upload state live (see :mod:`.storage`).
+    :param storage: where blobs, manifests and upload state live (see :mod:`~docker_registry_wsgi.storage`).
     :param auth: the auth hook (see :mod:`.auth`); default :class:`~.auth.AllowAll`.
     :param max_manifest_size: manifests larger than this are refused with 413.
     :param touch_interval: how often (seconds) a blob in use has its usage record rewritten;

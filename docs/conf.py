@@ -17,18 +17,16 @@ nitpicky = True
 # The build is offline (no intersphinx): names from the standard library and third-party
 # packages that annotations mention are not link targets.
 nitpick_ignore_regex = [
-    ("py:(class|exc|func|meth|obj|data)", r"(argparse|logging|os|datetime|concurrent\.futures|hmac|"
+    ("py:(class|exc|func|meth|obj|data|mod)", r"(argparse|logging|os|datetime|concurrent\.futures|hmac|"
      r"threading|http|io|socket|ssl|typing|collections\.abc|pathlib|werkzeug|prometheus_client|"
      r"flask|pyramid|django|botocore|gunicorn|_typeshed)\..*"),
-    ("py:class", r"CollectorRegistry|Flask|WSGIEnvironment|StartResponse|Request|PrivateKey"),
+    ("py:class", r"CollectorRegistry|Flask|WSGIEnvironment|StartResponse|WSGIApplication|Request|PrivateKey"),
     # Type aliases and private helpers that annotations name (autodoc shows the name only).
     ("py:class", r"(docker_registry_wsgi\.\S*\.)?(WSGIApp|Handler|PolicyFunction|Progress|Happened|"
      r"_Exchange|_Fill|T|'RepositoryPlan')"),
     # Methods and attributes named from inside their class that have no docstring of their own.
     ("py:meth", r"load|read"),
     ("py:attr", r"event"),
-    # The storage suite's module: its class is documented as docker_registry_wsgi.testing's.
-    ("py:mod", r"docker_registry_wsgi\.testing\.storage"),
 ]
 
 
