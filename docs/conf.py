@@ -23,10 +23,10 @@ nitpick_ignore_regex = [
     ("py:class", r"CollectorRegistry|Flask|WSGIEnvironment|StartResponse|WSGIApplication|Request|PrivateKey"),
     # Type aliases and private helpers that annotations name (autodoc shows the name only).
     ("py:class", r"(docker_registry_wsgi\.\S*\.)?(WSGIApp|Handler|PolicyFunction|Progress|Happened|"
-     r"_Exchange|_Fill|T|'RepositoryPlan')"),
+     r"_\w+|T|'RepositoryPlan')"),
     # Methods and attributes named from inside their class that have no docstring of their own.
     ("py:meth", r"load|read"),
-    ("py:attr", r"event"),
+    ("py:attr", r"event|reached"),
 ]
 
 
