@@ -206,6 +206,11 @@ class StreamedResponse:
             data, self._buffer = self._buffer[:size], self._buffer[size:]
         return data
 
+    @property
+    def files_wrapped(self) -> int:
+        """How many files the app handed to ``wsgi.file_wrapper`` (the registry: one per blob GET)."""
+        return len(self._exchange.wrapped)
+
     def close(self) -> None:
         """Close the app's iterable (PEP 3333), then check the files it wrapped were closed."""
         if self.closed:
@@ -295,7 +300,8 @@ def assert_oci_error(response: Response | StreamedResponse, code: str, status: i
         assert isinstance(error.get("message", ""), str), error
     found = [error for error in errors if error["code"] == code]
     assert found, f"{response.path}: error codes {[e['code'] for e in errors]}, expected {code}"
-    return found[0]
+    first: dict[str, Any] = found[0]
+    return first
 
 
 class RegistryClient:
