@@ -143,8 +143,9 @@ class Mirror:
                      defaults: Mapping[str, Any] | None = None) -> "Mirror":
         """A mirror from a configuration table: ``namespace``, ``url`` and the settings of a spec.
 
-        Keys are those of :func:`parse_mirror` (``_`` or ``-`` alike), as are ``defaults``;
-        ``password`` may also be given inline. Numbers may be given as numbers.
+        Keys are those of :func:`parse_mirror` (``_`` or ``-`` alike); ``password`` may also be
+        given inline. Numbers may be given as numbers. ``defaults`` are :class:`Mirror` fields
+        the table's settings override (``--proxy-ttl``, ``--proxy-budget``).
         """
         if not isinstance(doc, Mapping):
             raise MirrorConfigError("a mirror must be a table (namespace, url and its settings)")
@@ -189,7 +190,7 @@ def _setting(label: str, key: str, value: str, environ: Mapping[str, str] | None
         raise MirrorConfigError(_named(label, str(exc) if key == "budget" else f"{key}: {exc}")) from None
     if key == "ca-file":
         return "ca_file", value
-    raise MirrorConfigError(f"{label}: unknown mirror setting {key!r}; known: {', '.join(_KEYS)}")
+    raise MirrorConfigError(_named(label, f"unknown mirror setting {key!r}; known: {', '.join(_KEYS)}"))
 
 
 def _named(label: str, message: str) -> str:
