@@ -10,6 +10,8 @@ processes and hosts beside it):
    link that none of its manifests refers to goes, and a blob (or manifest's bytes) that no
    repository links at all goes with it.
 3. **Repositories** with nothing left leave the catalog.
+4. **Mirrors** (:mod:`.proxy`) with a size budget are pruned to it, least recently pulled first
+   (:class:`~.proxy.prune.Pruner`, under the same usage records).
 
 Nothing is deleted from under a request. Every deletion of a digest's links or bytes happens
 while the collector holds that digest's usage record (:mod:`.usage`), which it may take only
@@ -30,7 +32,7 @@ import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, Sequence
 
 from .content import (
     _blob_key,
@@ -48,6 +50,8 @@ from .storage.base import KeyNotFound, Storage, StorageError, VersionConflict
 from .usage import RECORDS_PREFIX, UsageRecords
 
 if TYPE_CHECKING:
+    from .proxy.config import Mirror
+    from .proxy.prune import PruneReport
     from .retention import RepositoryPlan, RetentionPolicy
 
 __all__ = ["Collector", "GCReport", "Removal", "DEFAULT_GRACE"]
@@ -93,6 +97,8 @@ class GCReport:
     errors: list[str] = field(default_factory=list)
     #: What the retention rules decided for each repository (to show in a dry run).
     plans: list["RepositoryPlan"] = field(default_factory=list)
+    #: What pruning each mirror with a budget found and did (phase 4).
+    prunes: list["PruneReport"] = field(default_factory=list)
 
     def count(self, kind: str) -> int:
         return sum(1 for removal in self.removals if removal.kind == kind)
@@ -106,7 +112,8 @@ class GCReport:
             f"({_size(self.bytes_freed)}); {self.count('link')} links and "
             f"{self.count('repository')} repositories removed; {self.spared_recent} spared as "
             f"recently used, {self.spared_busy} held by another collector; "
-            f"{len(self.errors)} errors; {self.seconds:.1f} s"
+            + "".join(f"{prune.summary()}; " for prune in self.prunes)
+            + f"{len(self.errors)} errors; {self.seconds:.1f} s"
         )
 
 
@@ -131,8 +138,8 @@ class Collector:
 
     ``grace`` (seconds) spares anything touched more recently; ``delete_untagged`` removes
     manifests no tag reaches after the same grace; ``retention`` adds per-repository rules;
-    ``dry_run`` reports without changing anything; ``progress(phase, done, total, detail)`` is
-    called as the run goes.
+    ``mirrors`` with a budget are pruned to it after the collection; ``dry_run`` reports without
+    changing anything; ``progress(phase, done, total, detail)`` is called as the run goes.
     """
 
     def __init__(
@@ -142,6 +149,7 @@ class Collector:
         grace: float = DEFAULT_GRACE,
         delete_untagged: bool = False,
         retention: RetentionPolicy | None = None,
+        mirrors: Sequence[Mirror] = (),
         dry_run: bool = False,
         progress: Progress | None = None,
         usage: UsageRecords | None = None,
@@ -158,6 +166,7 @@ class Collector:
         self.grace = grace
         self.delete_untagged = delete_untagged
         self.retention = retention
+        self.mirrors = list(mirrors)
         self.dry_run = dry_run
         self.progress = progress or (lambda phase, done, total, detail: None)
         self.clock = clock
@@ -201,7 +210,21 @@ class Collector:
         for name in repositories:
             self._drop_if_empty(name, report, gone, unlinked)
             yield f"checked {name}"
+        if any(mirror.budget is not None for mirror in self.mirrors):
+            self._prune(report)
+            yield "pruned"
         report.seconds = time.monotonic() - started
+
+    def _prune(self, report: GCReport) -> None:
+        """Phase 4: each mirror with a budget down to it; its errors are the run's."""
+        from .proxy.prune import Pruner
+
+        pruner = Pruner(self.storage, self.mirrors, usage=self.usage, dry_run=self.dry_run,
+                        clock=self.clock)
+        report.prunes = pruner.run()
+        for prune in report.prunes:
+            report.errors += [f"pruning {prune.mirror.label}: {error}" for error in prune.errors]
+        self.progress("prune", len(report.prunes), len(report.prunes), "mirrors")
 
     # -- phase 1: tags and untagged manifests --------------------------------------------------
 

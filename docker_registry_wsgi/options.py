@@ -121,8 +121,10 @@ class Kind:
     metavar: str = "VALUE"
     #: Relative paths in a configuration file are taken from the file's folder.
     is_path: bool = False
-    #: Only in a configuration file (a table or an array of tables): no flag, no variable.
+    #: A table or an array of tables in a configuration file (errors name the key, not the value).
     structured: bool = False
+    #: Also written as text (a flag, a variable); a structured kind without it is file-only.
+    text_form: bool = True
 
     def parse(self, text: str) -> Any:
         return self.check(text)
@@ -370,7 +372,13 @@ class _Tables(Kind):
     loader: Callable[[Any], Any]
     toml: str = "table"  # type: ignore[misc]
     describe: str = "a table"  # type: ignore[misc]
+    text: Callable[[str], Any] | None = None
+    metavar: str = "VALUE"  # type: ignore[misc]
     structured = True
+
+    @property
+    def text_form(self) -> bool:  # type: ignore[override]
+        return self.text is not None
 
     def load(self, value: object) -> Any:
         wanted = list if self.toml.startswith("array") else dict
@@ -379,7 +387,9 @@ class _Tables(Kind):
         return self.loader(value)
 
     def parse(self, text: str) -> Any:
-        raise ValueError("only in a configuration file")
+        if self.text is None:
+            raise ValueError("only in a configuration file")
+        return self.text(text)
 
 
 def boolean() -> Kind:
@@ -433,9 +443,12 @@ def duration(positive: bool = False) -> Kind:
     return _Duration(positive)
 
 
-def tables(loader: Callable[[Any], Any], toml: str = "array of tables", describe: str = "") -> Kind:
-    """A configuration file's table (``toml="table"``) or array of tables, checked by ``loader``."""
-    return _Tables(loader, toml, describe or (f"an {toml}" if toml[0] == "a" else f"a {toml}"))
+def tables(loader: Callable[[Any], Any], toml: str = "array of tables", describe: str = "",
+           text: Callable[[str], Any] | None = None, metavar: str = "VALUE") -> Kind:
+    """A configuration file's table (``toml="table"``) or array of tables, checked by ``loader``;
+    only in the file, unless ``text`` reads the same setting written as text (a flag's value)."""
+    return _Tables(loader, toml, describe or (f"an {toml}" if toml[0] == "a" else f"a {toml}"), text,
+                   metavar)
 
 
 # -- options ----------------------------------------------------------------------------------
@@ -474,7 +487,7 @@ class Option:
             object.__setattr__(self, "dest", self.name.replace("-", "_"))
         if self.env is True:
             object.__setattr__(self, "env", "REGISTRY_" + self.name.upper().replace("-", "_"))
-        if self.kind.structured and (self.flag or self.env):
+        if self.kind.structured and not self.kind.text_form and (self.flag or self.env):
             raise TypeError(f"option {self.name}: a table is only in a file (flag=False, env=False)")
 
     @property

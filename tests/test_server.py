@@ -312,7 +312,8 @@ def test_serve_says_where_it_listens_and_what_it_serves(tmp_path: Path) -> None:
     metrics_port = free_port()
     with _serve(tmp_path, "--auth", "htpasswd", "--htpasswd", str(users), "--read-only",
                 "--metrics-bind", f"127.0.0.1:{metrics_port}", "--webhook-url", "http://127.0.0.1:9/a",
-                "--webhook-url", "http://127.0.0.1:9/b", "--gc-interval", "24", "--gc-grace", "48") as server:
+                "--webhook-url", "http://127.0.0.1:9/b", "--gc-interval", "24", "--gc-grace", "48",
+                "--proxy", "hub=http://127.0.0.1:9,budget=1GiB") as server:
         pass
     lines = [line.split(" INFO docker_registry_wsgi.server: ", 1)[1] for line in server.log_text().splitlines()
              if " INFO docker_registry_wsgi.server: " in line]
@@ -322,7 +323,8 @@ def test_serve_says_where_it_listens_and_what_it_serves(tmp_path: Path) -> None:
         f"storage: filesystem {tmp_path / 'data'}",
         f"auth: htpasswd (users in {users})",
         "mode: read-only: pushes and deletes refused",
+        "mirrors: hub/ -> http://127.0.0.1:9 (ttl 5m, budget 1 GiB), read-only",
         f"health: /livez, /readyz; metrics: /metrics only on 127.0.0.1:{metrics_port}",
         "webhooks: 2 endpoint(s) (http://127.0.0.1:9/a, http://127.0.0.1:9/b)",
-        "garbage collection: every 24 h, grace 48 h",
+        "garbage collection: every 24 h, grace 48 h, mirrors pruned to their budgets",
     ]

@@ -55,8 +55,8 @@ class PruneReport:
         return (f"prune {self.mirror.namespace or '(every name)'}: {self.used_before:,} of "
                 f"{budget:,} bytes used; {verb} {len(self.evicted)} blobs "
                 f"({sum(size for _, size in self.evicted):,} bytes, {self.bytes_deleted:,} deleted), "
-                f"now {self.used_after:,}; {self.spared_recent} over budget but pulled recently; "
-                f"{len(self.errors)} errors")
+                f"now {self.used_after:,}; {self.spared_recent} over budget but pulled recently"
+                + (f"; {len(self.errors)} errors" if self.errors else ""))
 
 
 @dataclass
