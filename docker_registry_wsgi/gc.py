@@ -32,14 +32,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping
 
-from .content import (
-    _blob_key,
-    _catalog_key,
-    _layer_key,
-    _referrers_prefix,
-    _repo,
-    _revision_key,
-    _tags_prefix,
+from .content.paths import (
+    blob_key,
+    catalog_key,
+    layer_key,
+    referrers_prefix,
+    repo,
+    revision_key,
+    tags_prefix,
 )
 from .digests import Digest, parse_digest
 from .errors import RegistryError
@@ -287,11 +287,11 @@ class Collector:
 
         def remove() -> None:
             parsed = parse_digest(digest)
-            self.storage.delete(_revision_key(name, parsed))
-            self.storage.delete(_layer_key(name, parsed))
+            self.storage.delete(revision_key(name, parsed))
+            self.storage.delete(layer_key(name, parsed))
             subject = link.get("subject")
             if isinstance(subject, str):
-                self.storage.delete(_referrers_prefix(name, parse_digest(subject)) + digest)
+                self.storage.delete(referrers_prefix(name, parse_digest(subject)) + digest)
 
         size = link.get("size")
         removal = Removal("manifest", name, digest, size if isinstance(size, int) else 0, reason)
@@ -344,9 +344,9 @@ class Collector:
         def remove() -> None:
             parsed = parse_digest(digest)
             for name in plan.links:
-                self.storage.delete(_layer_key(name, parsed))
+                self.storage.delete(layer_key(name, parsed))
             if plan.blob is not None:
-                self.storage.delete(_blob_key(parsed))
+                self.storage.delete(blob_key(parsed))
 
         if self._under_record(digest, self.grace, remove, removals, report,
                               gone=plan.blob is not None) and plan.blob is not None:
@@ -365,7 +365,7 @@ class Collector:
                 continue
             try:
                 parsed = parse_digest(digest)
-                self.storage.size(_blob_key(parsed))
+                self.storage.size(blob_key(parsed))
                 continue
             except (RegistryError, KeyNotFound):
                 pass
@@ -383,21 +383,21 @@ class Collector:
         report.removals.append(Removal("repository", name, None, 0, "nothing left in it"))
         if self.dry_run:
             return
-        self.storage.delete(_catalog_key(name))
+        self.storage.delete(catalog_key(name))
         # A push that linked something meanwhile registered the name before or after our
         # delete: if after, it wrote the entry back; if before, we see its link now.
         if self._has_content(name, set(), set()):
-            self.storage.write(_catalog_key(name), b"")
+            self.storage.write(catalog_key(name), b"")
             report.removals.pop()
 
     def _has_content(self, name: str, gone: set[tuple[str, str]],
                      unlinked: set[tuple[str | None, str | None]]) -> bool:
-        if next(iter(self.storage.list(_tags_prefix(name))), None) is not None:
+        if next(iter(self.storage.list(tags_prefix(name))), None) is not None:
             return True
-        revisions = self.storage.list(f"{_repo(name)}/_manifests/revisions/")
+        revisions = self.storage.list(f"{repo(name)}/_manifests/revisions/")
         if any((name, key.replace("/", ":", 1)) not in gone for key in revisions):
             return True
-        layers = self.storage.list(f"{_repo(name)}/_layers/")
+        layers = self.storage.list(f"{repo(name)}/_layers/")
         return any((name, key.replace("/", ":", 1)) not in unlinked for key in layers)
 
     # -- under a digest's usage record ---------------------------------------------------------
@@ -448,7 +448,7 @@ class Collector:
 
     def _read_tags(self, name: str) -> dict[str, _Tag]:
         tags: dict[str, _Tag] = {}
-        prefix = _tags_prefix(name)
+        prefix = tags_prefix(name)
         for tag in list(self.storage.list(prefix)):
             try:
                 doc = json.loads(self.storage.read(prefix + tag))
@@ -465,7 +465,7 @@ class Collector:
         report.removals.append(Removal("tag", name, info.digest, 0, f"{tag}: {reason}"))
         if self.dry_run:
             return
-        key = _tags_prefix(name) + tag
+        key = tags_prefix(name) + tag
         try:
             doc = json.loads(self.storage.read(key))
         except (KeyNotFound, ValueError):
@@ -474,7 +474,7 @@ class Collector:
             self.storage.delete(key)  # unless it was pushed again since we read it
 
     def _revisions(self, name: str) -> dict[str, dict[str, object]]:
-        prefix = f"{_repo(name)}/_manifests/revisions/"
+        prefix = f"{repo(name)}/_manifests/revisions/"
         revisions: dict[str, dict[str, object]] = {}
         for key in list(self.storage.list(prefix)):
             algorithm, _, hex_ = key.partition("/")
@@ -487,10 +487,10 @@ class Collector:
     def _revision_names(self, name: str) -> list[str]:
         """The digests of a repository's manifests, from a listing alone."""
         return [sys.intern(key.replace("/", ":", 1))
-                for key in self.storage.list(f"{_repo(name)}/_manifests/revisions/")]
+                for key in self.storage.list(f"{repo(name)}/_manifests/revisions/")]
 
     def _layers(self, name: str) -> Iterable[str]:
-        for key in self.storage.list(f"{_repo(name)}/_layers/"):
+        for key in self.storage.list(f"{repo(name)}/_layers/"):
             algorithm, _, hex_ = key.partition("/")
             yield f"{algorithm}:{hex_}"
 
@@ -513,7 +513,7 @@ class Collector:
 
     def _read_references(self, digest: str) -> _References | str:
         try:
-            manifest = parse_manifest(self.storage.read(_blob_key(parse_digest(digest))), None)
+            manifest = parse_manifest(self.storage.read(blob_key(parse_digest(digest))), None)
         except (KeyNotFound, RegistryError) as exc:
             return f"manifest {digest} cannot be read: {exc}"
         return _References(tuple(sys.intern(str(d.digest)) for d in manifest.blobs),

@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from docker_registry_wsgi.content import RegistryContent, Upload
+from docker_registry_wsgi.content.paths import blob_key
 from docker_registry_wsgi.digests import Digest, parse_digest
 from docker_registry_wsgi.errors import (
     BlobUnknown,
@@ -263,7 +264,7 @@ def test_digest_mismatch_stores_nothing_and_drops_the_session(content: RegistryC
         with pytest.raises(BlobUnknown):
             content.stat_blob("repo", digest)
         with pytest.raises(KeyNotFound):
-            storage.size(content.blob_key(digest))
+            storage.size(blob_key(digest))
     with pytest.raises(BlobUploadUnknown):
         content.get_upload("repo", upload.id)
     assert list(storage.list_uploads()) == []
@@ -332,7 +333,7 @@ def test_sha512_upload(content: RegistryContent) -> None:
     content.append(content.get_upload("repo", upload.id), [data[1234:]], start=1234)
     digest = parse_digest(sha512(data))
     assert content.finish(content.get_upload("repo", upload.id), digest) == len(data)
-    assert content.blob_key(digest).startswith("blobs/sha512/")
+    assert blob_key(digest).startswith("blobs/sha512/")
     assert read_blob(content, "repo", digest) == data
 
 
@@ -360,7 +361,7 @@ def test_rehashed_mismatch_stores_nothing(content: RegistryContent) -> None:
         content.finish(upload, wrong)
     for digest in (wrong, parse_digest(sha512(b"payload")), parse_digest(sha256(b"payload"))):
         with pytest.raises(KeyNotFound):
-            content.storage.size(content.blob_key(digest))
+            content.storage.size(blob_key(digest))
     assert list(content.storage.list("staging/")) == []
     assert list(content.storage.list("blobs/")) == []
     with pytest.raises(BlobUploadUnknown):
@@ -522,7 +523,7 @@ def test_manifest_digest_must_match_the_reference(content: RegistryContent) -> N
         with pytest.raises(ManifestUnknown):
             content.get_manifest("r", digest)
         with pytest.raises(KeyNotFound):
-            content.storage.size(content.blob_key(digest))
+            content.storage.size(blob_key(digest))
 
 
 def test_manifest_with_missing_blobs_is_refused(content: RegistryContent) -> None:
@@ -538,7 +539,7 @@ def test_manifest_with_missing_blobs_is_refused(content: RegistryContent) -> Non
     with pytest.raises(ManifestUnknown):
         content.get_manifest("r", "t")
     with pytest.raises(KeyNotFound):
-        content.storage.size(content.blob_key(parse_digest(sha256(body))))
+        content.storage.size(blob_key(parse_digest(sha256(body))))
 
 
 def test_foreign_layers_need_not_be_pushed(content: RegistryContent) -> None:

@@ -26,14 +26,8 @@ import json
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, TypeVar, cast
 
-from ..content import (
-    Page,
-    RegistryContent,
-    StoredManifest,
-    _blob_key,
-    _revision_key,
-    _tags_prefix,
-)
+from ..content import Page, RegistryContent, StoredManifest
+from ..content.paths import revision_key, tags_prefix
 from ..digests import Digest, digest_bytes, parse_digest
 from ..errors import (
     BlobUnknown,
@@ -175,9 +169,9 @@ class MirroredContent(RegistryContent):
     def _local_tag(self, name: str, tag: str) -> tuple[StoredManifest, float] | None:
         """The cached tag and when the upstream last confirmed it; ``None`` if absent or dangling."""
         try:
-            doc = json.loads(self.storage.read(_tags_prefix(name) + tag))
+            doc = json.loads(self.storage.read(tags_prefix(name) + tag))
             stored = StoredManifest(parse_digest(doc["digest"]), doc["mediaType"], doc["size"])
-            self.storage.size(_revision_key(name, stored.digest))
+            self.storage.size(revision_key(name, stored.digest))
         except (KeyNotFound, ValueError, KeyError, TypeError, RegistryError):
             return None
         checked = doc.get("checked")
@@ -239,20 +233,14 @@ class MirroredContent(RegistryContent):
                         tag: str | None) -> None:
         """Store a manifest as a push does, without requiring its blobs (a cache fetches them later)."""
         self.usage.touch(digest)  # before writing: a sweep of older bytes ends first
-        self.storage.write(_blob_key(digest), body, if_absent=True)
-        link: dict[str, object] = {"mediaType": manifest.media_type, "size": len(body)}
-        if manifest.subject is not None:
-            link["subject"] = str(manifest.subject.digest)
-        self.storage.write(_revision_key(name, digest), json.dumps(link).encode())
-        self._register(name)
-        self._add_referrer(name, digest, manifest, len(body))
+        self.manifests.write_revision(name, digest, body, manifest)
         if tag is not None:
             self._write_tag(name, tag, StoredManifest(digest, manifest.media_type, len(body)))
 
     def _write_tag(self, name: str, tag: str, stored: StoredManifest) -> None:
         """Point ``tag`` at ``stored``, confirmed now; ``pushed`` stays while the digest does."""
         now = self.route.runtime.clock()
-        key = _tags_prefix(name) + tag
+        key = tags_prefix(name) + tag
         pushed = now
         try:
             previous = json.loads(self.storage.read(key))
@@ -266,7 +254,7 @@ class MirroredContent(RegistryContent):
 
     def _drop_tag(self, name: str, tag: str, digest: Digest) -> None:
         """The upstream no longer has ``tag``: neither does the cache (its manifest stays for gc)."""
-        self._untag(name, [tag], digest)
+        self.manifests.untag(name, [tag], digest)
 
     # -- tags -----------------------------------------------------------------------------------
 

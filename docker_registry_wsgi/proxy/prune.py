@@ -25,7 +25,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from ..content import _blob_key, _layer_key, _repo
+from ..content.paths import blob_key, layer_key, repo
 from ..digests import parse_digest
 from ..errors import RegistryError
 from ..gc import _digest_of_blob_key
@@ -108,9 +108,9 @@ class Pruner:
         listed = []
         for name in repositories:
             owner = self.owner(name)
-            layers = {key.replace("/", ":", 1) for key in self.storage.list(f"{_repo(name)}/_layers/")}
+            layers = {key.replace("/", ":", 1) for key in self.storage.list(f"{repo(name)}/_layers/")}
             revisions = {key.replace("/", ":", 1)
-                         for key in self.storage.list(f"{_repo(name)}/_manifests/revisions/")}
+                         for key in self.storage.list(f"{repo(name)}/_manifests/revisions/")}
             listed.append((name, owner.namespace if owner is not None else None, layers, revisions))
         sizes = {d: size for key, size in self.storage.list_sizes("blobs/")
                  if (d := _digest_of_blob_key(key)) is not None}
@@ -175,9 +175,9 @@ class Pruner:
         try:
             parsed = parse_digest(digest)
             for name in info.links:
-                self.storage.delete(_layer_key(name, parsed))
+                self.storage.delete(layer_key(name, parsed))
             if not info.elsewhere:
-                self.storage.delete(_blob_key(parsed))
+                self.storage.delete(blob_key(parsed))
                 report.bytes_deleted += info.size
                 deleted = True
             report.evicted.append((digest, info.size))
