@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from . import __version__, logs, scrub, server
+from . import logs, scrub, server
 from .auth.config import ConfigError
 from .content import RegistryContent
 from .extras import MissingExtra
@@ -36,6 +36,7 @@ from .retention import RetentionPolicy
 from .server import StartupFailure
 from .storage import config as storage_config
 from .usage import UsageRecords
+from .version import __version__
 
 __all__ = ["main", "parser", "parse", "read", "COMMANDS"]
 

@@ -26,6 +26,7 @@ from .extras import MissingExtra, require
 from .gc import DEFAULT_GRACE, Collector, PeriodicCollector
 from .middleware import RegistryMiddleware, WSGIApp
 from .options import CONFIG, Option, boolean, file, host, integer, number, tables
+from .responses import error_reply
 from .retention import RetentionPolicy
 from .storage import config as storage_config
 from .storage.base import Storage
@@ -123,7 +124,7 @@ SERVE_OPTIONS: tuple[Option, ...] = (
 
 def _not_found(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     """Paths beside ``/v2`` and the extra apps: the registry's own 404 error."""
-    return NotFound({"path": environ.get("PATH_INFO", "")[:200]}).response()(environ, start_response)
+    return error_reply(NotFound({"path": environ.get("PATH_INFO", "")[:200]}))(environ, start_response)
 
 
 def gunicorn_settings(table: Mapping[str, Any], command_line: str) -> dict[str, Any]:

@@ -28,7 +28,6 @@ from ..usage import UsageRecords
 from .blobs import BlobLinks, ServedBlob
 from .catalog import Catalog
 from .listings import Listings, Page
-from .paths import blob_key
 from .manifests import DEFAULT_MAX_MANIFEST_SIZE, Manifests, StoredManifest
 from .uploads import Started, Upload, Uploads
 
@@ -74,9 +73,6 @@ class RegistryContent:
         return self.listings.repositories(n, last)
 
     # -- blobs ----------------------------------------------------------------------------------
-
-    def blob_key(self, digest: Digest) -> str:
-        return blob_key(digest)
 
     def serve_blob(self, name: str, digest: Digest, *, touch: bool = False,
                    redirect: bool = False) -> ServedBlob:

@@ -228,6 +228,7 @@ class Uploads:
         return RangeInvalid(
             {"offset": upload.offset},
             message="the upload changed or is in use by another request; continue from its Range",
+            name=upload.name, upload_id=upload.id, offset=upload.offset,
         )
 
     def _hasher(self, upload: Upload) -> Hasher:
@@ -261,7 +262,8 @@ class Uploads:
         :class:`RangeInvalid` (416) and nothing changes.
         """
         if start is not None and start != upload.offset:
-            raise RangeInvalid({"offset": upload.offset, "start": start})
+            raise RangeInvalid({"offset": upload.offset, "start": start},
+                               name=upload.name, upload_id=upload.id, offset=upload.offset)
         self._write(upload, chunks, length)
         return upload
 
@@ -274,7 +276,8 @@ class Uploads:
         mismatch the upload is dropped and nothing is stored (DIGEST_INVALID).
         """
         if start is not None and start != upload.offset:
-            raise RangeInvalid({"offset": upload.offset, "start": start})
+            raise RangeInvalid({"offset": upload.offset, "start": start},
+                               name=upload.name, upload_id=upload.id, offset=upload.offset)
         if chunks is not None:
             hasher = self._write(upload, chunks, length)
         else:
