@@ -18,7 +18,7 @@ import shlex
 import ssl
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
-from . import __version__, health, logs, metrics, webhooks
+from . import health, logs, metrics, webhooks
 from .app import Registry
 from .auth import config as auth_config
 from .errors import NotFound
@@ -31,6 +31,7 @@ from .retention import RetentionPolicy
 from .storage import config as storage_config
 from .storage.base import Storage
 from .usage import DEFAULT_TOUCH_INTERVAL, UsageRecords
+from .version import __version__
 
 __all__ = ["OPTIONS", "TLS_OPTIONS", "GC_OPTIONS", "TOUCH_INTERVAL", "SERVE_OPTIONS", "build_app", "check", "serve", "gunicorn_settings",
            "StartupFailure"]

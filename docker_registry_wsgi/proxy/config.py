@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from urllib.parse import urlsplit
 
-from ..contrib import ConfigurationError
-from ..contrib import parse_size as parse_bytes
 from ..errors import NameInvalid
+from ..options import ConfigurationError
+from ..options import parse_size as parse_bytes
 from ..references import parse_name
 from ..retention import RetentionError
 from ..retention import parse_duration as parse_seconds
