@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from . import __version__, logs, scrub, server
+from . import logs, scrub, server
 from .auth.config import ConfigError
 from .content import RegistryContent
 from .extras import MissingExtra
@@ -37,6 +37,7 @@ from .retention import RetentionPolicy
 from .server import StartupFailure
 from .storage import config as storage_config
 from .usage import UsageRecords
+from .version import __version__
 
 __all__ = ["main", "parser", "parse", "read", "COMMANDS"]
 
@@ -187,12 +188,15 @@ class _Progress:
 
 def _collect(args: argparse.Namespace) -> int:
     from .gc import Collector
+    from .proxy.prune import pruning
 
     retention = RetentionPolicy.from_file(args.retention) if args.retention else None
     mirrors = proxy_config.mirrors_from(args)
     storage = storage_config.build_existing(args)
+    prune = pruning(storage, mirrors)
     collector = Collector(storage, grace=args.grace * 3600, dry_run=args.dry_run,
-                          delete_untagged=args.delete_untagged, retention=retention, mirrors=mirrors,
+                          delete_untagged=args.delete_untagged, retention=retention,
+                          after=[prune] if prune else [],
                           usage=UsageRecords(storage, touch_interval=args.touch_interval),
                           progress=_Progress(args.quiet))
     report = collector.run()
@@ -207,9 +211,9 @@ def _collect(args: argparse.Namespace) -> int:
                 print(line)
         for removal in report.removals:
             print(f"would remove {removal}")
-        for prune in report.prunes:
-            for digest, size in prune.evicted:
-                print(f"would evict blob {digest} ({size} bytes) from {prune.mirror.label}: "
+        for pruned in report.prunes:
+            for digest, size in getattr(pruned, "evicted", ()):
+                print(f"would evict blob {digest} ({size} bytes) from {pruned.label}: "
                       "least recently pulled, over its budget")
     for error in report.errors:
         print(f"gc: error: {error}", file=sys.stderr)

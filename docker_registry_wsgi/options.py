@@ -29,13 +29,17 @@ import ipaddress
 import math
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
+from .retention import parse_duration
+from .tomlfiles import toml_loads
+
 __all__ = [
+    "ConfigurationError",
+    "parse_size",
     "Option",
     "CONFIG",
     "Kind",
@@ -72,13 +76,29 @@ FALSE = frozenset({"false", "no", "off", "0"})
 SOURCES = "option_sources"
 
 
-def toml_loads(text: str) -> dict[str, Any]:
-    """TOML text as a dict: ``tomllib`` (Python 3.11+), else ``tomli`` (a dependency on 3.10)."""
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
-    return tomllib.loads(text)
+_BYTES = re.compile(r"\s*(\d+)\s*([KMG]i?B?|B)?\s*", re.IGNORECASE)
+_BYTE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+class ConfigurationError(ValueError):
+    """The site's registry settings are incomplete or malformed; the message names the setting."""
+
+
+def parse_size(value: int | str, setting: str) -> int:
+    """A byte count from an int or a string such as ``"4194304"``, ``"4MiB"`` or ``"512K"``.
+
+    Ini files and environment variables only hold strings; binary units are meant throughout.
+    """
+    if isinstance(value, int):
+        size = value
+    else:
+        match = _BYTES.fullmatch(str(value))
+        if match is None:
+            raise ConfigurationError(f"{setting}: not a size: {value!r}")
+        size = int(match.group(1)) * _BYTE_UNITS[(match.group(2) or "")[:1].lower()]
+    if size <= 0:
+        raise ConfigurationError(f"{setting}: must be positive, not {value!r}")
+    return size
 
 
 def parse_boolean(value: str) -> bool:
@@ -359,8 +379,6 @@ class _Duration(Kind):
         return self.load(float(text) if _NUMBER.fullmatch(text) else text)
 
     def load(self, value: object) -> float:
-        from .retention import parse_duration
-
         seconds = parse_duration(value)  # RetentionError (a ValueError) says what is wrong
         if self.positive and seconds <= 0:
             raise ValueError("expected a duration above 0")

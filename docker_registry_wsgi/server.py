@@ -18,7 +18,7 @@ import shlex
 import ssl
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
-from . import __version__, health, logs, metrics, webhooks
+from . import health, logs, metrics, webhooks
 from .app import Registry
 from .auth import config as auth_config
 from .errors import NotFound
@@ -27,10 +27,13 @@ from .gc import DEFAULT_GRACE, Collector, PeriodicCollector
 from .middleware import RegistryMiddleware, WSGIApp
 from .options import CONFIG, Option, boolean, file, host, integer, number, tables
 from .proxy import config as proxy_config
+from .proxy.prune import pruning
+from .responses import error_reply
 from .retention import RetentionPolicy
 from .storage import config as storage_config
 from .storage.base import Storage
 from .usage import DEFAULT_TOUCH_INTERVAL, UsageRecords
+from .version import __version__
 
 __all__ = ["OPTIONS", "TLS_OPTIONS", "GC_OPTIONS", "TOUCH_INTERVAL", "SERVE_OPTIONS", "build_app", "check", "serve", "gunicorn_settings",
            "StartupFailure"]
@@ -124,7 +127,7 @@ SERVE_OPTIONS: tuple[Option, ...] = (
 
 def _not_found(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     """Paths beside ``/v2`` and the extra apps: the registry's own 404 error."""
-    return NotFound({"path": environ.get("PATH_INFO", "")[:200]}).response()(environ, start_response)
+    return error_reply(NotFound({"path": environ.get("PATH_INFO", "")[:200]}))(environ, start_response)
 
 
 def gunicorn_settings(table: Mapping[str, Any], command_line: str) -> dict[str, Any]:
@@ -282,12 +285,12 @@ def build_app(namespace: argparse.Namespace, background: list[Background] | None
 def _periodic_collector(namespace: argparse.Namespace, storage: Storage) -> PeriodicCollector:
     retention = RetentionPolicy.from_file(namespace.gc_retention) if namespace.gc_retention else None
     usage = UsageRecords(storage, touch_interval=namespace.touch_interval)
-    mirrors = proxy_config.mirrors_from(namespace)  # those with a budget are pruned to it
+    prune = pruning(storage, proxy_config.mirrors_from(namespace))  # mirrors with a budget
 
     def make() -> Collector:
         return Collector(storage, grace=namespace.gc_grace * 3600, usage=usage,
                          delete_untagged=namespace.gc_delete_untagged, retention=retention,
-                         mirrors=mirrors)
+                         after=[prune] if prune else [])
 
     make()  # a grace period too short for the touch interval fails now, not in a worker
     return PeriodicCollector(storage, namespace.gc_interval * 3600, make)

@@ -17,7 +17,8 @@ def get_blob(ctx: Context) -> Reply:
     """200 with the blob (206 for a satisfiable ``Range``), or a 307 to the storage's own URL."""
     digest = parse_digest(ctx.params["digest"])
     name = ctx.params["name"]
-    size = ctx.content.stat_blob(name, digest, touch=ctx.head)
+    blob = ctx.content.serve_blob(name, digest, touch=ctx.head, redirect=not ctx.head)
+    size = blob.size
     headers = {
         "Docker-Content-Digest": str(digest),
         "ETag": f'"{digest}"',
@@ -26,23 +27,22 @@ def get_blob(ctx: Context) -> Reply:
     }
     if not ctx.head:
         ctx.record("pull", "blob", digest=str(digest), media_type=BLOB_MEDIA_TYPE, size=size)
-        url = ctx.content.storage.redirect_url(ctx.content.blob_key(digest))
-        if url is not None:
-            return respond(307, {**headers, "Location": url, "Content-Length": "0"})
+        if blob.redirect_url is not None:
+            return respond(307, {**headers, "Location": blob.redirect_url, "Content-Length": "0"})
     status, start, length = 200, 0, size
     range_header = ctx.request.headers.get("Range")
     if range_header:
         try:
             byte_range = parse_range_header(range_header, size)
         except UnsatisfiableRange:
-            raise RangeNotSatisfiable({"size": size}, headers={"Content-Range": f"bytes */{size}"})
+            raise RangeNotSatisfiable(size=size) from None
         if byte_range is not None:
             status, start, length = 206, byte_range.start, byte_range.length
             headers["Content-Range"] = byte_range.content_range(size)
     headers["Content-Length"] = str(length)
     if ctx.head:
         return respond(status, headers, content_type="application/octet-stream")
-    reader = BoundedReader(ctx.content.open_blob(name, digest, start), length)
+    reader = BoundedReader(blob.open(start), length)
     body = wrap_file(ctx.request.environ, reader, buffer_size=CHUNK_SIZE)  # type: ignore[arg-type]
     return respond(status, headers, body, "application/octet-stream")
 

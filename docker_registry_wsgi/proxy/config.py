@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
 from urllib.parse import urlsplit
 
-from ..contrib import ConfigurationError
-from ..contrib import parse_size as parse_bytes
 from ..errors import NameInvalid
 from ..options import Option, duration, source, tables, text
+from ..options import ConfigurationError
+from ..options import parse_size as parse_bytes
 from ..references import parse_name
 from ..retention import RetentionError, format_duration
 from ..retention import parse_duration as parse_seconds

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
-from .. import __version__
+from ..version import __version__
 from ..auth.scope import ChallengeError, parse_challenges
 from ..auth.token import InvalidToken, bearer_token
 from ..manifests import MANIFEST_TYPES

@@ -193,3 +193,30 @@ def test_end_2_sha512_blob(app: webtest.TestApp) -> None:
     response = app.get(f"/v2/lib/app/blobs/{digest}", status=200)
     assert response.body == data
     assert response.headers["Docker-Content-Digest"] == digest
+
+
+class CountingStorage(MemoryStorage):
+    """A memory storage that counts ``size`` calls per key (to see how often a request stats a link)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: dict[str, int] = {}
+
+    def size(self, key: str) -> int:
+        self.sizes[key] = self.sizes.get(key, 0) + 1
+        return super().size(key)
+
+
+@pytest.mark.parametrize("headers", [{}, {"Range": "bytes=2-5"}])
+def test_a_blob_get_stats_its_link_once(headers: dict[str, str]) -> None:
+    """A ``GET`` reads the blob's link and size once each: the content layer hands the handler a blob to serve."""
+    storage = CountingStorage()
+    app = webtest.TestApp(Registry(storage=storage))
+    data = b"0123456789"
+    digest = RegistryClient(app).push_blob("lib/app", data)
+    storage.sizes.clear()
+    response = app.get(f"/v2/lib/app/blobs/{digest}", headers=headers)
+    assert response.body == (data[2:6] if headers else data)
+    links = {k: n for k, n in storage.sizes.items() if "/_layers/" in k}
+    blobs = {k: n for k, n in storage.sizes.items() if k.startswith("blobs/")}
+    assert list(links.values()) == [1] and list(blobs.values()) == [1], storage.sizes

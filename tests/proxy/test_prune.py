@@ -33,9 +33,8 @@ def usage(storage: Storage, clock: FakeClock) -> UsageRecords:
 
 
 @pytest.fixture
-def app(cache: Registry, usage: UsageRecords) -> webtest.TestApp:
-    cache.content.usage = usage  # the records follow the test's clock
-    return webtest.TestApp(cache)
+def app(storage: Storage, mirrors: Mirrors, usage: UsageRecords) -> webtest.TestApp:
+    return webtest.TestApp(Registry(storage, mirrors=mirrors, usage=usage))  # the test's clock
 
 
 def pull(app: webtest.TestApp, mirrors: Mirrors, digest: str) -> bytes:
@@ -203,8 +202,8 @@ def cached_image(upstream: UpstreamSite, clock: FakeClock, tmp_path: Path) -> It
     root = tmp_path / "cache"
     storage = FilesystemStorage(root)
     mirrors = Mirrors([Mirror("up", upstream.url)], clock=clock)
-    cache = Registry(storage, mirrors=mirrors)
-    cache.content.usage = UsageRecords(storage, clock=clock, touch_interval=INTERVAL)
+    cache = Registry(storage, mirrors=mirrors,
+                     usage=UsageRecords(storage, clock=clock, touch_interval=INTERVAL))
     app = webtest.TestApp(cache)
     app.get("/v2/up/lib/app/manifests/v1", headers={"Accept": image.media_type})
     digests = [d for d in image.blobs if image.blobs[d] in layers]

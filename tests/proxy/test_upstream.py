@@ -26,6 +26,7 @@ from docker_registry_wsgi.middleware import RegistryMiddleware
 from docker_registry_wsgi.options import parse
 from docker_registry_wsgi.proxy import Upstream, UpstreamError
 from docker_registry_wsgi.proxy.upstream import _parse_token_response
+from docker_registry_wsgi.responses import error_reply
 from docker_registry_wsgi.storage import MemoryStorage
 
 from .upstreams import FakeClock, UpstreamSite
@@ -38,7 +39,7 @@ def _htpasswd(path: Path) -> Path:
 
 
 def _not_found(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    return NotFound().response()(environ, start_response)
+    return error_reply(NotFound())(environ, start_response)
 
 
 def _auth_site(args: list[str]) -> UpstreamSite:
