@@ -342,6 +342,28 @@ def test_end_3_accept_against_a_model(app: webtest.TestApp, every_type: dict[str
         assert_error(response, 404, "MANIFEST_UNKNOWN")
 
 
+@pytest.mark.parametrize("headers", [
+    {},
+    {"Accept": REAL_CLIENT_ACCEPT["docker"]},
+    {"Accept": f"{OCI_MANIFEST};q=0"},
+    {"If-None-Match": "*"},
+    {"If-None-Match": '"sha256:' + "0" * 64 + '"'},
+])
+def test_end_3_head_answers_the_headers_of_get(app: webtest.TestApp, client: RegistryClient, blobs: None,
+                                               headers: dict[str, str]) -> None:
+    """RFC 9110 9.3.2: HEAD sends the status and header fields GET would send, without the body."""
+    body = _manifest()
+    client.put_manifest("lib/app", "v1", body, OCI_MANIFEST)
+
+    def fields(response: webtest.TestResponse) -> list[tuple[str, str]]:
+        return sorted((k, v) for k, v in response.headerlist if k != "X-Request-ID")  # one per request
+
+    for reference in ("v1", sha256(body)):
+        get = app.get(f"/v2/lib/app/manifests/{reference}", headers=headers, expect_errors=True)
+        head = app.head(f"/v2/lib/app/manifests/{reference}", headers=headers, expect_errors=True)
+        assert (head.status_int, fields(head), head.body) == (get.status_int, fields(get), b"")
+
+
 # -- conditional requests (RFC 9110 section 13) ------------------------------------------------
 
 
