@@ -22,6 +22,7 @@ __all__ = [
     "curl",
     "push_monolithic",
     "push_chunked",
+    "push_stream",
     "pull",
     "push_many",
     "wrk",
@@ -112,6 +113,21 @@ def push_chunked(base: str, repo: str, chunks: list[Path], digest: str) -> float
         seconds += r.seconds
     r = _expect(curl(_with_digest(location, digest), "-X", "PUT", "-H", "Content-Length: 0"),
                 201, "PUT closing chunked upload")
+    return seconds + r.seconds
+
+
+def push_stream(base: str, repo: str, path: Path, digest: str) -> float:
+    """POST, one PATCH whose body is the file sent ``Transfer-Encoding: chunked`` (no length), PUT.
+
+    How docker, containerd and skopeo push a layer when they stream it; return the seconds taken.
+    """
+    location, seconds = start_upload(base, repo)
+    r = _expect(curl(location, "-X", "PATCH", "-H", OCTET, "-H", "Transfer-Encoding: chunked",
+                     "-T", str(path)), 202, "PATCH streamed (chunked transfer encoding)")
+    location = urljoin(location, r.location)
+    seconds += r.seconds
+    r = _expect(curl(_with_digest(location, digest), "-X", "PUT", "-H", "Content-Length: 0"),
+                201, "PUT closing streamed upload")
     return seconds + r.seconds
 
 

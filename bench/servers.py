@@ -26,6 +26,7 @@ __all__ = [
     "free_port",
     "start_ours",
     "start_distribution",
+    "start_distribution_s3",
     "start_nginx",
     "process_tree",
     "cpu_seconds",
@@ -140,11 +141,13 @@ def _spawn(name: str, argv: list[str], port: int, log: Path, ready_path: str,
 
 
 def start_ours(tmp: Path, *, workers: int | None, threads: int | None,
-               extra: list[str] | None = None, command: str | None = None) -> Server:
+               extra: list[str] | None = None, command: str | None = None,
+               storage: list[str] | None = None, environ: dict[str, str] | None = None) -> Server:
     """Our standalone server (gunicorn gthread) with filesystem storage under ``tmp``.
 
     ``command``, if given, replaces the serve command (for trying another server setup); its
-    ``{host}``, ``{port}`` and ``{root}`` are filled in.
+    ``{host}``, ``{port}`` and ``{root}`` are filled in. ``storage`` replaces ``--root`` with
+    other storage options (the s3 group), ``environ`` adds to the server's environment.
     """
     port = free_port()
     root = tmp / "ours-data"
@@ -153,13 +156,13 @@ def start_ours(tmp: Path, *, workers: int | None, threads: int | None,
         argv = [part.format(host="127.0.0.1", port=port, root=root) for part in shlex.split(command)]
     else:
         argv = [sys.executable, "-m", "docker_registry_wsgi", "serve", "--host", "127.0.0.1",
-                "--port", str(port), "--root", str(root)]
+                "--port", str(port)] + (storage if storage is not None else ["--root", str(root)])
     if workers is not None:
         argv += ["--workers", str(workers)]
     if threads is not None:
         argv += ["--threads", str(threads)]
     argv += extra or []
-    env = dict(os.environ)
+    env = dict(os.environ, **(environ or {}))
     # Run the checkout's package even when bench/ is run from elsewhere.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE.parent), env.get("PYTHONPATH", "")]))
     return _spawn("ours", argv, port, tmp / "ours.log", "/v2/", env)
@@ -175,6 +178,21 @@ def start_distribution(tmp: Path, binary: str) -> Server:
                             {"ADDR": f"127.0.0.1:{port}", "ROOT": str(root)}))
     return _spawn("distribution", [binary, "serve", str(config)], port,
                   tmp / "distribution.log", "/v2/")
+
+
+def start_distribution_s3(tmp: Path, binary: str, *, endpoint: str, bucket: str, region: str,
+                          access_key: str, secret_key: str) -> Server:
+    """The Go reference registry with its s3 driver (``bench/config/registry-s3.yml``)."""
+    port = free_port()
+    config = tmp / "registry-s3.yml"
+    config.write_text(_fill(HERE / "config" / "registry-s3.yml", {
+        "ADDR": f"127.0.0.1:{port}", "ENDPOINT": endpoint, "BUCKET": bucket, "REGION": region,
+        "ACCESS_KEY": access_key, "SECRET_KEY": secret_key}))
+    config.chmod(0o600)
+    # The AWS SDK for Go fails to start when AWS_CA_BUNDLE is set and the transport is its own.
+    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
+    return _spawn("distribution", [binary, "serve", str(config)], port,
+                  tmp / "distribution.log", "/v2/", env)
 
 
 def start_nginx(tmp: Path, binary: str, root: Path) -> Server:

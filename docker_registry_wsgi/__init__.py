@@ -6,6 +6,6 @@
 """
 
 from .app import Registry
+from .version import __version__
 
-__all__ = ["Registry"]
-__version__ = "0.1.0.dev0"
+__all__ = ["Registry", "__version__"]

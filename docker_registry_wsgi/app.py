@@ -8,14 +8,14 @@ checked. It serves ``/v2/...`` as a root application and also when mounted with
 
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import TYPE_CHECKING, Iterable, Mapping
 
 from werkzeug.wrappers import Request
 
 from . import logs
-from .auth.base import DELETE, PULL, Access, AllowAll, Auth
+from .access import DELETE
+from .auth.base import AllowAll, Auth
 from .content import RegistryContent
 from .errors import (
     InsufficientStorage,
@@ -26,17 +26,16 @@ from .errors import (
     Unavailable,
 )
 from .events import EventHub
-from .handlers.context import Context, Handler
+from .handlers.context import Context, base_url
 from .metrics import ENDPOINT_KEY
 from .references import parse_name
-from .responses import Reply
-from .routes import REGISTRY_PREFIX, ROUTES, Method, Route, RouteTable, is_registry_path
+from .responses import Reply, error_reply
+from .routes import REGISTRY_PREFIX, ROUTES, RouteTable, is_registry_path
 from .usage import DEFAULT_TOUCH_INTERVAL, UsageRecords
+from .wsgi import StartResponse, WSGIEnvironment
 from .storage.base import InvalidKey, Storage, StorageFull, StorageUnavailable
 
 if TYPE_CHECKING:
-    from _typeshed.wsgi import StartResponse, WSGIEnvironment
-
     from .proxy import Mirrors
     from .metrics import RegistryMetrics
 
@@ -54,6 +53,8 @@ class Registry:
     :param max_manifest_size: manifests larger than this are refused with 413.
     :param touch_interval: how often (seconds) a blob in use has its usage record rewritten;
         garbage collection's grace period must be longer (see docs/gc.rst).
+    :param usage: the usage records themselves, instead of new ones over ``storage`` with
+        ``touch_interval`` (to share them, or their clock, with a collector).
     :param mount_without_from: let ``POST ?mount=<digest>`` without ``from`` link a blob found
         anywhere in the registry. A digest then grants access to a blob in a repository the
         caller may not pull, so the default is to allow it only when there is no auth hook.
@@ -79,6 +80,7 @@ class Registry:
         max_manifest_size: int = 4 * 1024 * 1024,
         mount_without_from: bool | None = None,
         touch_interval: float = DEFAULT_TOUCH_INTERVAL,
+        usage: UsageRecords | None = None,
         delete_enabled: bool = True,
         read_only: bool = False,
         logger: logging.Logger | None = None,
@@ -88,19 +90,20 @@ class Registry:
     ) -> None:
         self.storage = storage
         self.auth: Auth = auth if auth is not None else AllowAll()
-        self.content = RegistryContent(storage, max_manifest_size=max_manifest_size,
-                                       usage=UsageRecords(storage, touch_interval=touch_interval))
-        self.routes = RouteTable(ROUTES)
         self.mount_without_from = (
             isinstance(self.auth, AllowAll) if mount_without_from is None else mount_without_from
         )
+        self.content = RegistryContent(storage, max_manifest_size=max_manifest_size,
+                                       usage=usage or UsageRecords(storage, touch_interval=touch_interval),
+                                       mount_without_from=self.mount_without_from)
+        self.routes = RouteTable(ROUTES)
         self.delete_enabled = delete_enabled
         self.read_only = read_only
         self.mirrors = mirrors
         self.logger = logger or logging.getLogger("docker_registry_wsgi")
         self.events = events if events is not None else EventHub()
         self._handlers = {
-            (route.endpoint, http_method): _load(method.handler)
+            (route.endpoint, http_method): method.handler
             for route in ROUTES
             for http_method, method in route.methods.items()
         }
@@ -126,19 +129,27 @@ class Registry:
         try:
             response = self.dispatch(request)
         except RegistryError as error:
-            response = error.response()
+            response = error_reply(error, self._location(error, request))
         except InvalidKey as exc:
-            response = NameInvalid({"key": str(exc)[:200]}).response()
+            response = error_reply(NameInvalid({"key": str(exc)[:200]}))
         except StorageFull as exc:
             self.logger.error("storage full serving %s %s: %s", request.method, request.path, exc)
-            response = InsufficientStorage().response()
+            response = error_reply(InsufficientStorage())
         except StorageUnavailable as exc:
             self.logger.error("storage unavailable serving %s %s: %s", request.method, request.path, exc)
-            response = Unavailable().response()
+            response = error_reply(Unavailable())
         except Exception:
             self.logger.exception("error serving %s %s", request.method, request.path)
-            response = _InternalError().response()
+            response = error_reply(_InternalError())
         return response(environ, start_response)
+
+    def _location(self, error: RegistryError, request: Request) -> str | None:
+        """The absolute URL of the endpoint an error links to (an upload's 416 names its session)."""
+        if error.link is None:
+            return None
+        base, _ = self._split(request.environ)
+        endpoint, values = error.link
+        return base_url(request.environ, base) + self.routes.path(endpoint, **values)
 
     def dispatch(self, request: Request) -> Reply:
         """Route, authorize and handle one request; raises :class:`RegistryError` on failure."""
@@ -177,7 +188,7 @@ class Registry:
                 message="deletes are disabled on this registry",
                 headers={"Allow": ", ".join(m for m in route.methods if m != request.method)},
             )
-        identity = self.auth.authorize(request, self._needed(route, method, params, request))
+        identity = self.auth.authorize(request, method.access(params, request.args))
         ctx = Context(
             request=request,
             content=self.content if mirror is None else mirror.content(self.content, request),
@@ -185,7 +196,6 @@ class Registry:
             base_path=base,
             params=params,
             identity=identity,
-            allow_mount_anywhere=self.mount_without_from,
             event_actions=self.events.wanted(),
         )
         reply = self._handlers[route.endpoint, request.method](ctx)
@@ -204,19 +214,6 @@ class Registry:
             return script + REGISTRY_PREFIX, path[len(REGISTRY_PREFIX) :] or "/"
         raise NotFound({"path": path[:200]}, message="the registry API lives below /v2/")
 
-    @staticmethod
-    def _needed(route: Route, method: Method, params: Mapping[str, str], request: Request) -> list[Access]:
-        """The access a request needs: the route's actions, plus pull on a mount's source."""
-        if route.endpoint == "base":
-            return []
-        if route.endpoint == "catalog":
-            return [Access.catalog()]
-        needed = [Access.repository(params["name"], *method.actions)]
-        source = request.args.get("from") if route.endpoint == "uploads" else None
-        if source and request.args.get("mount"):
-            needed.append(Access.repository(parse_name(source), PULL))
-        return needed
-
 
 _READS = ("GET", "HEAD")
 
@@ -224,10 +221,3 @@ _READS = ("GET", "HEAD")
 def _digest_reference(reference: str | None) -> str | None:
     """A manifest reference that is a digest (``sha256:...``), not a tag."""
     return reference if reference and ":" in reference else None
-
-
-def _load(dotted: str) -> Handler:
-    """A handler from its ``module.function`` name below :mod:`.handlers`."""
-    module, _, function = dotted.rpartition(".")
-    handler: Handler = getattr(importlib.import_module(f"{__package__}.handlers.{module}"), function)
-    return handler

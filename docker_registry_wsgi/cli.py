@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from . import __version__, logs, scrub, server
+from . import logs, scrub, server
 from .auth.config import ConfigError
 from .content import RegistryContent
 from .extras import MissingExtra
@@ -32,10 +32,12 @@ from .options import (
     number,
     resolve,
 )
+from .proxy import config as proxy_config
 from .retention import RetentionPolicy
 from .server import StartupFailure
 from .storage import config as storage_config
 from .usage import UsageRecords
+from .version import __version__
 
 __all__ = ["main", "parser", "parse", "read", "COMMANDS"]
 
@@ -101,9 +103,11 @@ COMMANDS: dict[str, Command] = {
         "delete what no manifest needs (safe while the registry serves)",
         "Garbage collection: delete blobs and repository links no manifest refers to, untagged "
         "manifests when asked, and repositories left empty; anything touched (uploaded, linked, "
-        "mounted, confirmed by HEAD) within the grace period stays. Safe while any number of "
-        "registry processes serve the same storage. " + _SAME_STORAGE,
-        (*GC_OPTIONS, server.TOUCH_INTERVAL, *COMMON, *storage_config.OPTIONS)),
+        "mounted, confirmed by HEAD) within the grace period stays. Mirrors with a budget are then "
+        "pruned to it, least recently pulled first. Safe while any number of registry processes "
+        "serve the same storage. Uses the same storage and mirror options (and --config file) as "
+        "serve.",
+        (*GC_OPTIONS, server.TOUCH_INTERVAL, *COMMON, *storage_config.OPTIONS, *proxy_config.OPTIONS)),
     "scrub": Command(
         "re-hash stored blobs and manifests, report any that do not match",
         "Re-hash the stored blobs and manifests (all, one repository's, or a sample) and report "
@@ -184,11 +188,15 @@ class _Progress:
 
 def _collect(args: argparse.Namespace) -> int:
     from .gc import Collector
+    from .proxy.prune import pruning
 
     retention = RetentionPolicy.from_file(args.retention) if args.retention else None
+    mirrors = proxy_config.mirrors_from(args)
     storage = storage_config.build_existing(args)
+    prune = pruning(storage, mirrors)
     collector = Collector(storage, grace=args.grace * 3600, dry_run=args.dry_run,
                           delete_untagged=args.delete_untagged, retention=retention,
+                          after=[prune] if prune else [],
                           usage=UsageRecords(storage, touch_interval=args.touch_interval),
                           progress=_Progress(args.quiet))
     report = collector.run()
@@ -203,6 +211,10 @@ def _collect(args: argparse.Namespace) -> int:
                 print(line)
         for removal in report.removals:
             print(f"would remove {removal}")
+        for pruned in report.prunes:
+            for digest, size in getattr(pruned, "evicted", ()):
+                print(f"would evict blob {digest} ({size} bytes) from {pruned.label}: "
+                      "least recently pulled, over its budget")
     for error in report.errors:
         print(f"gc: error: {error}", file=sys.stderr)
     print(("dry run: " if args.dry_run else "gc: ") + report.summary())

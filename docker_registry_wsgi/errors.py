@@ -1,16 +1,17 @@
-"""The registry's error hierarchy: every error renders itself as an OCI error response.
+"""The registry's error vocabulary: codes, statuses, messages, the headers each error must carry.
 
-Raise a :class:`RegistryError` subclass from anywhere below the WSGI app; the app catches it
-and calls :meth:`RegistryError.response` in one place. The codes and statuses are the ones of
-the OCI Distribution Spec, section "Error Codes".
+Raise a :class:`RegistryError` subclass from anywhere (parsers, content, handlers); the app
+catches it and renders it in one place (:func:`~docker_registry_wsgi.responses.error_reply`),
+as distribution keeps ``errcode`` apart from ``errcode.ServeJSON``. This module imports nothing
+of HTTP, so the parsers that raise these errors do not either. The codes and statuses are the
+ones of the OCI Distribution Spec, section "Error Codes".
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any, ClassVar, Mapping
 
-from .responses import API_VERSION_HEADER, Reply
+from .ranges import format_upload_range
 
 __all__ = [
     "RegistryError",
@@ -42,7 +43,6 @@ __all__ = [
     "UpstreamFailed",
     "InsufficientStorage",
     "Unavailable",
-    "API_VERSION_HEADER",
 ]
 
 class RegistryError(Exception):
@@ -52,6 +52,9 @@ class RegistryError(Exception):
     status: ClassVar[int] = 400
     #: Default message of the class; an instance may carry its own.
     message: str = "unknown error"
+    #: An endpoint and its parameters, e.g. ``("upload", {"name": ..., "upload_id": ...})``: the
+    #: renderer sends its absolute URL as ``Location`` (only it knows where ``/v2`` is mounted).
+    link: tuple[str, dict[str, str]] | None = None
 
     def __init__(
         self,
@@ -73,12 +76,6 @@ class RegistryError(Exception):
             error["detail"] = self.detail
         return {"errors": [error]}
 
-    def response(self) -> Reply:
-        """This error as a WSGI response (``HEAD`` gets the headers only)."""
-        payload = json.dumps(self.body()).encode()
-        headers = [("Content-Length", str(len(payload))), *self.headers.items()]
-        return Reply(self.status, headers, [payload], "application/json")
-
     def __str__(self) -> str:
         return f"{self.code}: {self.message}" + (f" ({self.detail})" if self.detail else "")
 
@@ -92,9 +89,21 @@ class BlobUploadInvalid(RegistryError):
 
 
 class RangeInvalid(BlobUploadInvalid):
-    """A chunk that does not start at the upload's current offset (416, spec "Pushing a blob in chunks")."""
+    """A chunk that does not start at the upload's current offset (416, spec "Pushing a blob in chunks").
+
+    Given the session (``name``, ``upload_id`` and its current ``offset``), it carries what the
+    client resumes from: ``Location``, ``Range`` and ``Docker-Upload-UUID``.
+    """
 
     status, message = 416, "requested range not satisfiable"
+
+    def __init__(self, detail: Any = None, *, name: str | None = None, upload_id: str | None = None,
+                 offset: int | None = None, **kw: Any) -> None:
+        super().__init__(detail, **kw)
+        if name is not None and upload_id is not None and offset is not None:
+            self.link = ("upload", {"name": name, "upload_id": upload_id})
+            self.headers["Range"] = format_upload_range(offset)
+            self.headers["Docker-Upload-UUID"] = upload_id
 
 
 class BlobUploadUnknown(RegistryError):
@@ -202,9 +211,16 @@ class MethodNotAllowed(Unsupported):
 
 
 class RangeNotSatisfiable(Unsupported):
-    """A download ``Range`` outside the blob (RFC 9110 section 15.5.17)."""
+    """A download ``Range`` outside the blob (RFC 9110 section 15.5.17); with ``size``, its ``Content-Range``."""
 
     status, message = 416, "requested range not satisfiable"
+
+    def __init__(self, detail: Any = None, *, size: int | None = None, **kw: Any) -> None:
+        if detail is None and size is not None:
+            detail = {"size": size}
+        super().__init__(detail, **kw)
+        if size is not None:
+            self.headers["Content-Range"] = f"bytes */{size}"
 
 
 class NotFound(Unsupported):

@@ -10,6 +10,9 @@ processes and hosts beside it):
    link that none of its manifests refers to goes, and a blob (or manifest's bytes) that no
    repository links at all goes with it.
 3. **Repositories** with nothing left leave the catalog.
+4. **After the collection**, steps given as ``after`` run under the same usage records: the
+   pull-through cache's pruning of mirrors to their size budgets (:func:`.proxy.prune.pruning`),
+   least recently pulled first.
 
 Nothing is deleted from under a request. Every deletion of a digest's links or bytes happens
 while the collector holds that digest's usage record (:mod:`.usage`), which it may take only
@@ -30,16 +33,16 @@ import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
-from .content import (
-    _blob_key,
-    _catalog_key,
-    _layer_key,
-    _referrers_prefix,
-    _repo,
-    _revision_key,
-    _tags_prefix,
+from .content.paths import (
+    blob_key,
+    catalog_key,
+    layer_key,
+    referrers_prefix,
+    repo,
+    revision_key,
+    tags_prefix,
 )
 from .digests import Digest, parse_digest
 from .errors import RegistryError
@@ -50,7 +53,29 @@ from .usage import RECORDS_PREFIX, UsageRecords
 if TYPE_CHECKING:
     from .retention import RepositoryPlan, RetentionPolicy
 
-__all__ = ["Collector", "GCReport", "Removal", "DEFAULT_GRACE"]
+__all__ = ["Collector", "GCReport", "Removal", "DEFAULT_GRACE", "AfterCollection", "StepReport"]
+
+
+class StepReport(Protocol):
+    """What a step run after the collection found and did (one per mirror pruned, say)."""
+
+    errors: list[str]
+
+    @property
+    def label(self) -> str:
+        """What the step worked on, for error lines."""
+
+    def summary(self) -> str:
+        """One clause of the collector's summary line."""
+
+
+class AfterCollection(Protocol):
+    """A step run once the collection is done, under the collector's usage records, dry run
+    and clock; returns its reports. The proxy's pruning is one (:func:`.proxy.prune.pruning`):
+    the collector knows nothing of what it prunes."""
+
+    def __call__(self, usage: UsageRecords, *, dry_run: bool,
+                 clock: Callable[[], float]) -> Sequence[StepReport]: ...
 
 #: Default grace period: a push may take up to this long (less the touch interval).
 DEFAULT_GRACE = 24 * 3600.0
@@ -93,6 +118,8 @@ class GCReport:
     errors: list[str] = field(default_factory=list)
     #: What the retention rules decided for each repository (to show in a dry run).
     plans: list["RepositoryPlan"] = field(default_factory=list)
+    #: What the steps after the collection found and did (phase 4: pruning mirrors).
+    prunes: list[StepReport] = field(default_factory=list)
 
     def count(self, kind: str) -> int:
         return sum(1 for removal in self.removals if removal.kind == kind)
@@ -106,7 +133,8 @@ class GCReport:
             f"({_size(self.bytes_freed)}); {self.count('link')} links and "
             f"{self.count('repository')} repositories removed; {self.spared_recent} spared as "
             f"recently used, {self.spared_busy} held by another collector; "
-            f"{len(self.errors)} errors; {self.seconds:.1f} s"
+            + "".join(f"{prune.summary()}; " for prune in self.prunes)
+            + f"{len(self.errors)} errors; {self.seconds:.1f} s"
         )
 
 
@@ -131,8 +159,8 @@ class Collector:
 
     ``grace`` (seconds) spares anything touched more recently; ``delete_untagged`` removes
     manifests no tag reaches after the same grace; ``retention`` adds per-repository rules;
-    ``dry_run`` reports without changing anything; ``progress(phase, done, total, detail)`` is
-    called as the run goes.
+    ``after`` are steps run once the collection is done (pruning mirrors); ``dry_run`` reports without
+    changing anything; ``progress(phase, done, total, detail)`` is called as the run goes.
     """
 
     def __init__(
@@ -142,6 +170,7 @@ class Collector:
         grace: float = DEFAULT_GRACE,
         delete_untagged: bool = False,
         retention: RetentionPolicy | None = None,
+        after: Sequence[AfterCollection] = (),
         dry_run: bool = False,
         progress: Progress | None = None,
         usage: UsageRecords | None = None,
@@ -158,6 +187,7 @@ class Collector:
         self.grace = grace
         self.delete_untagged = delete_untagged
         self.retention = retention
+        self.after = list(after)
         self.dry_run = dry_run
         self.progress = progress or (lambda phase, done, total, detail: None)
         self.clock = clock
@@ -201,7 +231,18 @@ class Collector:
         for name in repositories:
             self._drop_if_empty(name, report, gone, unlinked)
             yield f"checked {name}"
+        for step in self.after:
+            self._after(step, report)
+            yield "after"
         report.seconds = time.monotonic() - started
+
+    def _after(self, step: AfterCollection, report: GCReport) -> None:
+        """Phase 4: a step after the collection; its errors are the run's."""
+        done = list(step(self.usage, dry_run=self.dry_run, clock=self.clock))
+        report.prunes += done
+        for result in done:
+            report.errors += [f"pruning {result.label}: {error}" for error in result.errors]
+        self.progress("prune", len(done), len(done), "mirrors")
 
     # -- phase 1: tags and untagged manifests --------------------------------------------------
 
@@ -287,11 +328,11 @@ class Collector:
 
         def remove() -> None:
             parsed = parse_digest(digest)
-            self.storage.delete(_revision_key(name, parsed))
-            self.storage.delete(_layer_key(name, parsed))
+            self.storage.delete(revision_key(name, parsed))
+            self.storage.delete(layer_key(name, parsed))
             subject = link.get("subject")
             if isinstance(subject, str):
-                self.storage.delete(_referrers_prefix(name, parse_digest(subject)) + digest)
+                self.storage.delete(referrers_prefix(name, parse_digest(subject)) + digest)
 
         size = link.get("size")
         removal = Removal("manifest", name, digest, size if isinstance(size, int) else 0, reason)
@@ -344,9 +385,9 @@ class Collector:
         def remove() -> None:
             parsed = parse_digest(digest)
             for name in plan.links:
-                self.storage.delete(_layer_key(name, parsed))
+                self.storage.delete(layer_key(name, parsed))
             if plan.blob is not None:
-                self.storage.delete(_blob_key(parsed))
+                self.storage.delete(blob_key(parsed))
 
         if self._under_record(digest, self.grace, remove, removals, report,
                               gone=plan.blob is not None) and plan.blob is not None:
@@ -365,7 +406,7 @@ class Collector:
                 continue
             try:
                 parsed = parse_digest(digest)
-                self.storage.size(_blob_key(parsed))
+                self.storage.size(blob_key(parsed))
                 continue
             except (RegistryError, KeyNotFound):
                 pass
@@ -383,21 +424,21 @@ class Collector:
         report.removals.append(Removal("repository", name, None, 0, "nothing left in it"))
         if self.dry_run:
             return
-        self.storage.delete(_catalog_key(name))
+        self.storage.delete(catalog_key(name))
         # A push that linked something meanwhile registered the name before or after our
         # delete: if after, it wrote the entry back; if before, we see its link now.
         if self._has_content(name, set(), set()):
-            self.storage.write(_catalog_key(name), b"")
+            self.storage.write(catalog_key(name), b"")
             report.removals.pop()
 
     def _has_content(self, name: str, gone: set[tuple[str, str]],
                      unlinked: set[tuple[str | None, str | None]]) -> bool:
-        if next(iter(self.storage.list(_tags_prefix(name))), None) is not None:
+        if next(iter(self.storage.list(tags_prefix(name))), None) is not None:
             return True
-        revisions = self.storage.list(f"{_repo(name)}/_manifests/revisions/")
+        revisions = self.storage.list(f"{repo(name)}/_manifests/revisions/")
         if any((name, key.replace("/", ":", 1)) not in gone for key in revisions):
             return True
-        layers = self.storage.list(f"{_repo(name)}/_layers/")
+        layers = self.storage.list(f"{repo(name)}/_layers/")
         return any((name, key.replace("/", ":", 1)) not in unlinked for key in layers)
 
     # -- under a digest's usage record ---------------------------------------------------------
@@ -448,7 +489,7 @@ class Collector:
 
     def _read_tags(self, name: str) -> dict[str, _Tag]:
         tags: dict[str, _Tag] = {}
-        prefix = _tags_prefix(name)
+        prefix = tags_prefix(name)
         for tag in list(self.storage.list(prefix)):
             try:
                 doc = json.loads(self.storage.read(prefix + tag))
@@ -465,7 +506,7 @@ class Collector:
         report.removals.append(Removal("tag", name, info.digest, 0, f"{tag}: {reason}"))
         if self.dry_run:
             return
-        key = _tags_prefix(name) + tag
+        key = tags_prefix(name) + tag
         try:
             doc = json.loads(self.storage.read(key))
         except (KeyNotFound, ValueError):
@@ -474,7 +515,7 @@ class Collector:
             self.storage.delete(key)  # unless it was pushed again since we read it
 
     def _revisions(self, name: str) -> dict[str, dict[str, object]]:
-        prefix = f"{_repo(name)}/_manifests/revisions/"
+        prefix = f"{repo(name)}/_manifests/revisions/"
         revisions: dict[str, dict[str, object]] = {}
         for key in list(self.storage.list(prefix)):
             algorithm, _, hex_ = key.partition("/")
@@ -487,10 +528,10 @@ class Collector:
     def _revision_names(self, name: str) -> list[str]:
         """The digests of a repository's manifests, from a listing alone."""
         return [sys.intern(key.replace("/", ":", 1))
-                for key in self.storage.list(f"{_repo(name)}/_manifests/revisions/")]
+                for key in self.storage.list(f"{repo(name)}/_manifests/revisions/")]
 
     def _layers(self, name: str) -> Iterable[str]:
-        for key in self.storage.list(f"{_repo(name)}/_layers/"):
+        for key in self.storage.list(f"{repo(name)}/_layers/"):
             algorithm, _, hex_ = key.partition("/")
             yield f"{algorithm}:{hex_}"
 
@@ -513,7 +554,7 @@ class Collector:
 
     def _read_references(self, digest: str) -> _References | str:
         try:
-            manifest = parse_manifest(self.storage.read(_blob_key(parse_digest(digest))), None)
+            manifest = parse_manifest(self.storage.read(blob_key(parse_digest(digest))), None)
         except (KeyNotFound, RegistryError) as exc:
             return f"manifest {digest} cannot be read: {exc}"
         return _References(tuple(sys.intern(str(d.digest)) for d in manifest.blobs),

@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterable
 
 from .errors import MethodNotAllowed, NotFound
 from .options import Option, boolean, number
+from .responses import error_reply
 from .storage.base import Storage
 
 __all__ = [
@@ -135,11 +136,11 @@ class HealthApp:
         if path not in ("/livez", "/readyz"):
             if self.fallback is not None:
                 return self.fallback(environ, start_response)
-            return NotFound({"path": path[:200]}).response()(environ, start_response)
+            return error_reply(NotFound({"path": path[:200]}))(environ, start_response)
         method = environ.get("REQUEST_METHOD", "")
         if method not in ("GET", "HEAD"):
             error = MethodNotAllowed({"method": method[:20]}, headers={"Allow": "GET, HEAD"})
-            return error.response()(environ, start_response)
+            return error_reply(error)(environ, start_response)
         reason = self.probe.check() if path == "/readyz" else None
         if reason is None:
             status, body = "200 OK", b"ok\n"

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, Ty
 from .errors import MethodNotAllowed, NotFound, Unauthorized
 from .extras import MissingExtra, require
 from .options import Option, boolean, file, path, text
+from .responses import error_reply
 from .storage.base import (
     BlobReader,
     InvalidKey,
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 
     from .gc import GCReport
     from .handlers.context import Handler
-    from .middleware import WSGIApp
+    from .wsgi import WSGIApp
 
 __all__ = [
     "RegistryMetrics",
@@ -546,11 +547,11 @@ class MetricsApp:
         method = environ.get("REQUEST_METHOD", "")
         if method not in ("GET", "HEAD"):
             refused = MethodNotAllowed({"method": method[:20]}, headers={"Allow": "GET, HEAD"})
-            return refused.response()(environ, start_response)
+            return error_reply(refused)(environ, start_response)
         if self._token is not None and not self._authorized(environ.get("HTTP_AUTHORIZATION", "")):
             unauthorized = Unauthorized(message="a bearer token is required for the metrics",
                                         challenge='Bearer realm="metrics"')
-            return unauthorized.response()(environ, start_response)
+            return error_reply(unauthorized)(environ, start_response)
         encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
         output = encoder(self.registry)
         headers = [("Content-Type", content_type), ("Cache-Control", "no-store")]
@@ -765,7 +766,7 @@ class _MetricsRoute:
             return self.app(environ, start_response)
         if path == "/metrics":
             return self.exposition(environ, start_response)
-        return NotFound({"path": path[:200]}).response()(environ, start_response)
+        return error_reply(NotFound({"path": path[:200]}))(environ, start_response)
 
 
 # -- command-line runs (gc, purge-uploads): the textfile collector pattern -----------------------

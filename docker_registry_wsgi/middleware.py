@@ -19,10 +19,9 @@ from __future__ import annotations
 from typing import Any, Callable, Iterable
 
 from .routes import REGISTRY_PREFIX, is_registry_path
+from .wsgi import WSGIApp
 
 __all__ = ["RegistryMiddleware", "WSGIApp", "is_registry_path", "mounted_environ", "REGISTRY_PREFIX"]
-
-WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
 def mounted_environ(environ: dict[str, Any], prefix: str) -> dict[str, Any]:
     """A copy of ``environ`` for an app mounted at ``prefix``, whose ``PATH_INFO`` starts with it.

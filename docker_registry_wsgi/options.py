@@ -29,17 +29,20 @@ import ipaddress
 import math
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
+from .retention import parse_duration
+from .tomlfiles import toml_loads
+
 __all__ = [
+    "ConfigurationError",
+    "parse_size",
     "Option",
     "CONFIG",
     "Kind",
-    "ConfigurationError",
     "OptionError",
     "OptionErrors",
     "ConfigFile",
@@ -73,14 +76,34 @@ FALSE = frozenset({"false", "no", "off", "0"})
 SOURCES = "option_sources"
 
 
-def toml_loads(text: str) -> dict[str, Any]:
-    """TOML text as a dict: ``tomllib`` (Python 3.11+), else ``tomli`` (a dependency on 3.10)."""
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
-    loaded: dict[str, Any] = tomllib.loads(text)
-    return loaded
+_BYTES = re.compile(r"\s*(\d+)\s*([KMG]i?B?|B)?\s*", re.IGNORECASE)
+_BYTE_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+class ConfigurationError(ValueError):
+    """Settings that cannot work; the message names the setting and what is wrong.
+
+    The one configuration error type: the option reader's, a framework site's settings
+    (``contrib``), the auth set-up's, a mirror's and a webhook's errors are this class or a
+    subclass that says which part found it, so ``except ConfigurationError`` catches them all.
+    """
+
+
+def parse_size(value: int | str, setting: str) -> int:
+    """A byte count from an int or a string such as ``"4194304"``, ``"4MiB"`` or ``"512K"``.
+
+    Ini files and environment variables only hold strings; binary units are meant throughout.
+    """
+    if isinstance(value, int):
+        size = value
+    else:
+        match = _BYTES.fullmatch(str(value))
+        if match is None:
+            raise ConfigurationError(f"{setting}: not a size: {value!r}")
+        size = int(match.group(1)) * _BYTE_UNITS[(match.group(2) or "")[:1].lower()]
+    if size <= 0:
+        raise ConfigurationError(f"{setting}: must be positive, not {value!r}")
+    return size
 
 
 def parse_boolean(value: str) -> bool:
@@ -91,15 +114,6 @@ def parse_boolean(value: str) -> bool:
     if lowered in FALSE:
         return False
     raise ValueError("expected true or false (or yes/no, on/off, 1/0)")
-
-
-class ConfigurationError(ValueError):
-    """Settings that cannot work; the message names the setting and what is wrong.
-
-    The one configuration error type: the option reader's, a framework site's settings
-    (``contrib``), the auth set-up's, a mirror's and a webhook's errors are this class or a
-    subclass that says which part found it, so ``except ConfigurationError`` catches them all.
-    """
 
 
 class OptionError(ConfigurationError):
@@ -132,8 +146,13 @@ class Kind:
     metavar: str = "VALUE"
     #: Relative paths in a configuration file are taken from the file's folder.
     is_path: bool = False
-    #: Only in a configuration file (a table or an array of tables): no flag, no variable.
+    #: A table or an array of tables in a configuration file (errors name the key, not the value).
     structured: bool = False
+
+    @property
+    def text_form(self) -> bool:
+        """Also written as text (a flag, a variable); a structured kind without it is file-only."""
+        return True
 
     def parse(self, text: str) -> Any:
         return self.check(text)
@@ -368,8 +387,6 @@ class _Duration(Kind):
         return self.load(float(text) if _NUMBER.fullmatch(text) else text)
 
     def load(self, value: object) -> float:
-        from .retention import parse_duration
-
         seconds = parse_duration(value)  # RetentionError (a ValueError) says what is wrong
         if self.positive and seconds <= 0:
             raise ValueError("expected a duration above 0")
@@ -381,7 +398,13 @@ class _Tables(Kind):
     loader: Callable[[Any], Any]
     toml: str = "table"
     describe: str = "a table"
+    text: Callable[[str], Any] | None = None
+    metavar: str = "VALUE"
     structured = True
+
+    @property
+    def text_form(self) -> bool:
+        return self.text is not None
 
     def load(self, value: object) -> Any:
         wanted = list if self.toml.startswith("array") else dict
@@ -390,7 +413,9 @@ class _Tables(Kind):
         return self.loader(value)
 
     def parse(self, text: str) -> Any:
-        raise ValueError("only in a configuration file")
+        if self.text is None:
+            raise ValueError("only in a configuration file")
+        return self.text(text)
 
 
 def boolean() -> Kind:
@@ -444,9 +469,12 @@ def duration(positive: bool = False) -> Kind:
     return _Duration(positive)
 
 
-def tables(loader: Callable[[Any], Any], toml: str = "array of tables", describe: str = "") -> Kind:
-    """A configuration file's table (``toml="table"``) or array of tables, checked by ``loader``."""
-    return _Tables(loader, toml, describe or (f"an {toml}" if toml[0] == "a" else f"a {toml}"))
+def tables(loader: Callable[[Any], Any], toml: str = "array of tables", describe: str = "",
+           text: Callable[[str], Any] | None = None, metavar: str = "VALUE") -> Kind:
+    """A configuration file's table (``toml="table"``) or array of tables, checked by ``loader``;
+    only in the file, unless ``text`` reads the same setting written as text (a flag's value)."""
+    return _Tables(loader, toml, describe or (f"an {toml}" if toml[0] == "a" else f"a {toml}"), text,
+                   metavar)
 
 
 # -- options ----------------------------------------------------------------------------------
@@ -485,7 +513,7 @@ class Option:
             object.__setattr__(self, "dest", self.name.replace("-", "_"))
         if self.env is True:
             object.__setattr__(self, "env", "REGISTRY_" + self.name.upper().replace("-", "_"))
-        if self.kind.structured and (self.flag or self.env):
+        if self.kind.structured and not self.kind.text_form and (self.flag or self.env):
             raise TypeError(f"option {self.name}: a table is only in a file (flag=False, env=False)")
 
     @property

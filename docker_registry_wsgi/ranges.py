@@ -3,8 +3,9 @@
 - upload ``Content-Range: <start>-<end>`` (spec "Pushing a blob in chunks"; ``bytes=`` and
   ``"bytes "`` prefixes are tolerated, as distribution does);
 - upload status ``Range: 0-<end>`` with no unit, which docker parses with ``%d-%d``;
-- blob download ``Range: bytes=a-b`` (RFC 9110 section 14; one range only) and its
-  ``Content-Range: bytes a-b/N`` answer.
+- blob download ``Range`` (RFC 9110 section 14), parsed by werkzeug and resolved here against
+  the blob's length (one range; a list of several is ignored, as section 14.2 allows), its
+  ``Content-Range: bytes a-b/N`` answer, and the ``If-Range`` precondition (section 13.1.5).
 """
 
 from __future__ import annotations
@@ -12,18 +13,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from werkzeug.http import parse_range_header as _werkzeug_range
+
 __all__ = [
     "ByteRange",
     "RangeSyntaxError",
     "parse_content_range",
     "format_upload_range",
     "parse_range_header",
+    "if_range_holds",
     "UnsatisfiableRange",
 ]
 
 _MAX_DIGITS = 19  # fits in a signed 64-bit offset, as every client uses
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?([0-9]{1,19})-([0-9]{1,19})(?:/(?:[0-9]{1,19}|\*))?")
-_RANGE = re.compile(r"bytes=([0-9]{0,19})-([0-9]{0,19})")
 
 
 class RangeSyntaxError(ValueError):
@@ -71,27 +74,32 @@ def format_upload_range(size: int) -> str:
     return f"0-{max(size - 1, 0)}"
 
 
-def parse_range_header(value: str, total: int) -> ByteRange | None:
-    """Resolve a download ``Range`` header against a blob of ``total`` bytes.
+def parse_range_header(value: str | None, total: int) -> ByteRange | None:
+    """Resolve a download ``Range`` header against a blob of ``total`` bytes (RFC 9110 14.1.2).
 
-    Returns ``None`` when the header should be ignored (not a single byte range, per RFC 9110
-    a server may ignore it), raises :class:`UnsatisfiableRange` for a range outside the blob.
+    Returns ``None`` when the header is to be ignored (absent, malformed, another unit, or a
+    list of several ranges: section 14.2 lets a server ignore any of these and send 200); raises
+    :class:`UnsatisfiableRange` for a single range that selects no byte of the blob (416).
     """
-    match = _RANGE.fullmatch(value.strip().replace(" ", ""))
-    if not match:
+    parsed = _werkzeug_range(value)
+    if parsed is None or parsed.units != "bytes" or len(parsed.ranges) != 1:
         return None
-    first, last = match[1], match[2]
-    if first == "" and last == "":
-        return None
-    if first == "":  # suffix range: the last N bytes
-        suffix = int(last)
-        if suffix == 0 or total == 0:
+    first, stop = parsed.ranges[0]  # werkzeug's ranges end exclusively; a suffix has first < 0
+    # werkzeug reads "-0" as the integer 0 and so as "0-"; the text tells the suffix apart.
+    if stop is None and (first < 0 or (value or "").partition("=")[2].lstrip().startswith("-")):
+        if first == 0 or total == 0:  # suffix-length 0 (14.1.1), or nothing to select
             raise UnsatisfiableRange(value)
-        return ByteRange(max(total - suffix, 0), total - 1)
-    start = int(first)
-    if last and int(last) < start:
-        return None  # RFC 9110 14.1.1: an invalid range-spec makes the header ignorable
-    if start >= total:
+        return ByteRange(max(total + first, 0), total - 1)
+    if first >= total:
         raise UnsatisfiableRange(value)
-    end = int(last) if last else total - 1
-    return ByteRange(start, min(end, total - 1))
+    return ByteRange(first, total - 1 if stop is None else min(stop, total) - 1)
+
+
+def if_range_holds(if_range: str | None, etag: str) -> bool:
+    """Whether a ``Range`` is to be honoured given the request's ``If-Range`` (RFC 9110 13.1.5).
+
+    ``etag`` is the representation's strong entity tag, quoted. The precondition holds when there
+    is none or when it is that tag by strong comparison (a weak ``W/`` tag never matches); a date
+    never holds, as blobs carry no ``Last-Modified``. When it fails the whole blob is sent (200).
+    """
+    return if_range is None or if_range.strip() == etag

@@ -7,10 +7,14 @@ the handlers build this instead. Every response carries the API version header.
 
 from __future__ import annotations
 
+import json
 from http import HTTPStatus
-from typing import Any, Callable, Iterable
+from typing import Iterable
 
-__all__ = ["Reply", "API_VERSION_HEADER"]
+from .errors import RegistryError
+from .wsgi import StartResponse, WSGIEnvironment
+
+__all__ = ["Reply", "API_VERSION_HEADER", "error_reply"]
 
 #: Sent on every response, as the Docker Registry HTTP API V2 requires.
 API_VERSION_HEADER = ("Docker-Distribution-API-Version", "registry/2.0")
@@ -36,7 +40,7 @@ class Reply:
             self.headers.append(("Content-Type", content_type))
         self.body = body
 
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         start_response(_STATUS_LINES.get(self.status, str(self.status)), self.headers)
         if environ.get("REQUEST_METHOD") == "HEAD":
             close = getattr(self.body, "close", None)
@@ -44,3 +48,12 @@ class Reply:
                 close()
             return []
         return self.body
+
+
+def error_reply(error: RegistryError, location: str | None = None) -> Reply:
+    """``error`` as the spec's JSON error response, with its own headers and ``location`` (its link's URL)."""
+    payload = json.dumps(error.body()).encode()
+    headers = [("Content-Length", str(len(payload))), *error.headers.items()]
+    if location is not None:
+        headers.append(("Location", location))
+    return Reply(error.status, headers, [payload], "application/json")

@@ -21,7 +21,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from .options import toml_loads
+from .tomlfiles import toml_loads
 
 __all__ = [
     "RetentionError",

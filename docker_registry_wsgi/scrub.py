@@ -27,7 +27,7 @@ from typing import Callable, Iterable, TextIO
 
 # Private key-layout helpers of the sibling content layer: one definition of where things are
 # stored, shared on purpose (the scrubber reads that layout; it must not keep a copy of it).
-from .content import _blob_key, _catalog_key, _layer_key, _repo, _revision_key, _tags_prefix
+from .content.paths import blob_key, catalog_key, layer_key, repo, revision_key, tags_prefix
 from .digests import Digest, parse_digest
 from .errors import DigestInvalid, NameInvalid, RegistryError
 from .manifests import Manifest, parse_manifest
@@ -60,7 +60,7 @@ MISSING = "missing"
 INVALID = "invalid"
 
 CHUNK_SIZE = 1 << 20
-_REPOSITORIES = _repo("")  # "repositories/": the prefix every repository's keys share
+_REPOSITORIES = repo("")  # "repositories/": the prefix every repository's keys share
 _BLOBS = "blobs/"
 
 
@@ -229,7 +229,7 @@ class Scrubber:
         if self.repository is None:
             prefix, base = _REPOSITORIES, ""
         else:
-            prefix, base = _repo(self.repository) + "/", self.repository + "/"
+            prefix, base = repo(self.repository) + "/", self.repository + "/"
         tag_keys: list[tuple[str, str]] = []
         for relative in self.storage.list(prefix):
             parsed = _parse_repository_key(base + relative)
@@ -243,10 +243,10 @@ class Scrubber:
             else:
                 index.revisions[value].add(name)
         if self.repository is not None and not tag_keys and not index.layers and not index.revisions:
-            if not _exists(self.storage, _catalog_key(self.repository)):
+            if not _exists(self.storage, catalog_key(self.repository)):
                 raise ValueError(f"no repository {self.repository!r} in this registry")
         for name, tag in tag_keys:
-            key = _tags_prefix(name) + tag
+            key = tags_prefix(name) + tag
             try:
                 digest = parse_digest(json.loads(self.storage.read(key))["digest"])
             except KeyNotFound:
@@ -308,7 +308,7 @@ class Scrubber:
 
     def _check_manifest(self, digest: Digest, index: _Index, report: ScrubReport,
                         where: tuple[int, int, float]) -> Finding | None:
-        key = _blob_key(digest)
+        key = blob_key(digest)
         try:
             hashed = self._hash(key, digest, self.max_manifest_size, report, "manifests", *where)
         except KeyNotFound:
@@ -361,7 +361,7 @@ class Scrubber:
 
     def _check_blob(self, digest: Digest, index: _Index, report: ScrubReport,
                     where: tuple[int, int, float]) -> Finding | None:
-        key = _blob_key(digest)
+        key = blob_key(digest)
         try:
             hashed = self._hash(key, digest, 0, report, "blobs", *where)
         except KeyNotFound:
@@ -382,8 +382,8 @@ class Scrubber:
             if listed is not None and digest in listed:
                 continue
             # Not in the listing: asked once more, so that a blob pushed since is not reported.
-            if not _exists(self.storage, _blob_key(digest)):
-                findings.append(Finding(MISSING, _blob_key(digest), digest,
+            if not _exists(self.storage, blob_key(digest)):
+                findings.append(Finding(MISSING, blob_key(digest), digest,
                                         "blob is linked or listed but not stored"))
 
     # -- references -------------------------------------------------------------------------------
@@ -461,10 +461,10 @@ def _digest(algorithm: str, hex_: str) -> Digest | None:
 
 
 def _parse_blob_key(relative: str) -> Digest | None:
-    """The digest of a key below ``blobs/``, if it is where :func:`_blob_key` puts that digest."""
+    """The digest of a key below ``blobs/``, if it is where :func:`blob_key` puts that digest."""
     parts = relative.split("/")
     digest = _digest(parts[0], parts[-1]) if len(parts) == 3 else None
-    return digest if digest is not None and _blob_key(digest) == _BLOBS + relative else None
+    return digest if digest is not None and blob_key(digest) == _BLOBS + relative else None
 
 
 def _parse_repository_key(relative: str) -> tuple[str, str, Digest | str] | None:
@@ -480,13 +480,13 @@ def _parse_repository_key(relative: str) -> tuple[str, str, Digest | str] | None
     name, rest, full = "/".join(parts[:end]), parts[end:], _REPOSITORIES + relative
     if len(rest) == 3 and rest[0] == "_layers":
         digest = _digest(rest[1], rest[2])
-        if digest is not None and _layer_key(name, digest) == full:
+        if digest is not None and layer_key(name, digest) == full:
             return "layer", name, digest
     elif len(rest) == 4 and rest[:2] == ["_manifests", "revisions"]:
         digest = _digest(rest[2], rest[3])
-        if digest is not None and _revision_key(name, digest) == full:
+        if digest is not None and revision_key(name, digest) == full:
             return "revision", name, digest
-    elif len(rest) == 3 and rest[:2] == ["_manifests", "tags"] and _tags_prefix(name) + rest[2] == full:
+    elif len(rest) == 3 and rest[:2] == ["_manifests", "tags"] and tags_prefix(name) + rest[2] == full:
         return "tag", name, rest[2]
     return None
 

@@ -18,7 +18,7 @@ import shlex
 import ssl
 from typing import Any, Callable, Iterable, Mapping, Protocol
 
-from . import __version__, health, logs, metrics, webhooks
+from . import health, logs, metrics, webhooks
 from .app import Registry
 from .auth import config as auth_config
 from .errors import NotFound
@@ -26,10 +26,14 @@ from .extras import MissingExtra, require
 from .gc import DEFAULT_GRACE, Collector, PeriodicCollector
 from .middleware import RegistryMiddleware, WSGIApp
 from .options import CONFIG, Option, boolean, file, host, integer, number, tables
+from .proxy import config as proxy_config
+from .proxy.prune import pruning
+from .responses import error_reply
 from .retention import RetentionPolicy
 from .storage import config as storage_config
 from .storage.base import Storage
 from .usage import DEFAULT_TOUCH_INTERVAL, UsageRecords
+from .version import __version__
 
 __all__ = ["OPTIONS", "TLS_OPTIONS", "GC_OPTIONS", "TOUCH_INTERVAL", "SERVE_OPTIONS", "build_app", "check", "serve", "gunicorn_settings",
            "StartupFailure"]
@@ -116,14 +120,14 @@ GUNICORN = Option("gunicorn", tables(_gunicorn_table, toml="table"), "further gu
 #: Everything ``serve`` reads: the configuration file's keys are these options' names.
 SERVE_OPTIONS: tuple[Option, ...] = (
     CONFIG, *OPTIONS, *logs.OPTIONS, logs.ACCESS_LOG, *TLS_OPTIONS, *storage_config.OPTIONS,
-    *auth_config.OPTIONS, *webhooks.OPTIONS, *health.OPTIONS, *metrics.OPTIONS, *GC_OPTIONS,
-    GUNICORN,
+    *auth_config.OPTIONS, *proxy_config.OPTIONS, *webhooks.OPTIONS, *health.OPTIONS, *metrics.OPTIONS,
+    *GC_OPTIONS, GUNICORN,
 )
 
 
 def _not_found(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     """Paths beside ``/v2`` and the extra apps: the registry's own 404 error."""
-    return NotFound({"path": environ.get("PATH_INFO", "")[:200]}).response()(environ, start_response)
+    return error_reply(NotFound({"path": environ.get("PATH_INFO", "")[:200]}))(environ, start_response)
 
 
 def gunicorn_settings(table: Mapping[str, Any], command_line: str) -> dict[str, Any]:
@@ -183,8 +187,8 @@ def check(namespace: argparse.Namespace, environ: Mapping[str, str] | None = Non
     """What would stop ``serve`` from starting with these settings, one line each (empty: none).
 
     Each value was checked by the reader already; this checks them together, opening no storage
-    and binding nothing: storage settings and the root folder, auth (its files loaded), webhooks,
-    metrics, TLS (certificate and key loaded), periodic collection, gunicorn settings.
+    and binding nothing: storage settings and the root folder, auth (its files loaded), mirrors,
+    webhooks, metrics, TLS (certificate and key loaded), periodic collection, gunicorn settings.
     """
     env = os.environ if environ is None else environ
     problems: list[str] = []
@@ -197,6 +201,7 @@ def check(namespace: argparse.Namespace, environ: Mapping[str, str] | None = Non
 
     attempt(lambda: storage_config.check(namespace))
     attempt(lambda: auth_config.build(namespace))
+    attempt(lambda: proxy_config.mirrors_from(namespace))
     attempt(lambda: webhooks.build(namespace))
     attempt(lambda: metrics.ServerMetrics.from_namespace(namespace))
     attempt(lambda: _tls(namespace))
@@ -259,7 +264,8 @@ def build_app(namespace: argparse.Namespace, background: list[Background] | None
     auth, extra = auth_config.build(namespace)
     registry = Registry(storage=storage, auth=auth, delete_enabled=namespace.delete_enabled,
                         read_only=_read_only(namespace), touch_interval=namespace.touch_interval,
-                        metrics=server_metrics.registry_metrics if server_metrics else None)
+                        metrics=server_metrics.registry_metrics if server_metrics else None,
+                        mirrors=proxy_config.build(namespace))
     hooks = webhooks.build(namespace)
     if hooks is not None:
         dispatcher = webhooks.install(registry, hooks)
@@ -279,10 +285,12 @@ def build_app(namespace: argparse.Namespace, background: list[Background] | None
 def _periodic_collector(namespace: argparse.Namespace, storage: Storage) -> PeriodicCollector:
     retention = RetentionPolicy.from_file(namespace.gc_retention) if namespace.gc_retention else None
     usage = UsageRecords(storage, touch_interval=namespace.touch_interval)
+    prune = pruning(storage, proxy_config.mirrors_from(namespace))  # mirrors with a budget
 
     def make() -> Collector:
         return Collector(storage, grace=namespace.gc_grace * 3600, usage=usage,
-                         delete_untagged=namespace.gc_delete_untagged, retention=retention)
+                         delete_untagged=namespace.gc_delete_untagged, retention=retention,
+                         after=[prune] if prune else [])
 
     make()  # a grace period too short for the touch interval fails now, not in a worker
     return PeriodicCollector(storage, namespace.gc_interval * 3600, make)
@@ -294,8 +302,8 @@ def bind_address(host_: str, port: int) -> str:
 
 
 def describe(namespace: argparse.Namespace, hooks: webhooks.WebhookConfig | None = None) -> list[str]:
-    """What ``serve`` runs, in lines for its start: storage, auth, mode, health and metrics,
-    webhooks, garbage collection (the addresses come from the sockets once bound)."""
+    """What ``serve`` runs, in lines for its start: storage, auth, mode, mirrors, health and
+    metrics, webhooks, garbage collection (the addresses come from the sockets once bound)."""
     auth = namespace.auth if namespace.auth != "read-only" else "none"
     if auth == "htpasswd":
         auth += f" (users in {namespace.htpasswd})"
@@ -313,18 +321,22 @@ def describe(namespace: argparse.Namespace, hooks: webhooks.WebhookConfig | None
         guarded = ", token required" if (namespace.metrics_token or namespace.metrics_token_file) else ""
         scrape = f"/metrics {where}{guarded}"
     endpoints = hooks.endpoints if hooks is not None else ()
+    mirrors = proxy_config.mirrors_from(namespace)
     if namespace.gc_interval > 0:
         collect = f"every {namespace.gc_interval:g} h, grace {namespace.gc_grace:g} h"
         if namespace.gc_delete_untagged:
             collect += ", untagged manifests too"
         if namespace.gc_retention:
             collect += f", retention rules in {namespace.gc_retention}"
+        if any(mirror.budget is not None for mirror in mirrors):
+            collect += ", mirrors pruned to their budgets"
     else:
         collect = "off (run docker-registry-wsgi gc from cron)"
     return [
         f"storage: {storage_config.describe(namespace)}",
         f"auth: {auth}",
         f"mode: {mode}",
+        f"mirrors: {proxy_config.describe(mirrors)}",
         f"health: /livez, /readyz; metrics: {scrape}",
         f"webhooks: {len(endpoints)} endpoint(s)" + (
             f" ({', '.join(e.url for e in endpoints)})" if endpoints else ""),

@@ -13,7 +13,10 @@ longer than its grace period). The two exclude each other without any lock servi
 
 A touch writes only when the record is older than ``touch_interval``, so a digest used all day
 costs one write an hour; a request that found the record fresh relies on it for at most
-``grace - touch_interval`` (docs/gc.rst has the argument).
+``grace - touch_interval`` (docs/gc.rst has the argument). Each :class:`UsageRecords` also
+remembers the records it saw fresh, so a digest touched again within ``touch_interval`` of
+what it saw costs no read: no collector can be sweeping a record that fresh (a sweep starts only
+on one untouched for the whole grace, longer than ``touch_interval``), and only a sweep removes it.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ DEFAULT_TOUCH_INTERVAL = 3600.0
 SWEEP_LEASE = 600.0
 #: How long a touch waits for a sweep of its digest to end before answering 503.
 SWEEP_WAIT = 10.0
+#: How many fresh records a :class:`UsageRecords` remembers before it forgets them all.
+RECENT_LIMIT = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,13 @@ class UsageRecords:
         self.sleep = sleep
         self.sweep_wait = sweep_wait
         self.sweep_lease = sweep_lease
+        #: record key -> the ``touched`` time of the record when last seen fresh or written.
+        self._recent: dict[str, float] = {}
+
+    def _seen_fresh(self, key: str, touched: float) -> None:
+        if len(self._recent) >= RECENT_LIMIT:
+            self._recent.clear()
+        self._recent[key] = touched
 
     def read(self, digest: Digest | str) -> tuple[Usage | None, str | None]:
         """The record and its version; ``(None, None)`` when there is none (or it is unreadable)."""
@@ -102,6 +114,10 @@ class UsageRecords:
         what it relies on is there. ``False`` means the record was fresh and free, and is left
         as it is. Raises :class:`~.errors.Unavailable` (503) if a live sweep does not end in time.
         """
+        key = record_key(digest)
+        seen = self._recent.get(key)
+        if seen is not None and self.clock() - seen < self.touch_interval:
+            return False
         waited, pause = 0.0, 0.01
         while True:
             now = self.clock()
@@ -116,9 +132,11 @@ class UsageRecords:
                     pause = min(pause * 2, 0.5)
                     continue
             elif usage is not None and now - usage.touched < self.touch_interval:
+                self._seen_fresh(key, usage.touched)
                 return waited > 0
             try:
-                self.storage.swap(record_key(digest), Usage(now).to_json(), version)
+                self.storage.swap(key, Usage(now).to_json(), version)
+                self._seen_fresh(key, now)
                 return True
             except VersionConflict:
                 continue  # someone else touched or swept it meanwhile: look again
@@ -129,6 +147,7 @@ class UsageRecords:
         :class:`~.storage.VersionConflict` if the record changed since it was read.
         """
         held = Usage(usage.touched, run, self.clock())
+        self._recent.pop(record_key(digest), None)
         return self.storage.swap(record_key(digest), held.to_json(), version)
 
     def end_sweep(self, digest: Digest | str, version: str, usage: Usage, *, gone: bool) -> None:

@@ -47,7 +47,7 @@ from fnmatch import translate
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
-from . import __version__
+from .version import __version__
 from .events import ACTIONS, Event, microseconds, parse_actions
 from .retention import _REPOSITORY_CHARACTERS, RetentionError, _check_glob, format_duration, parse_duration
 from .leases import Lease

@@ -12,6 +12,8 @@ extensions = ["sphinx.ext.autodoc", "sphinx.ext.viewcode"]
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 exclude_patterns = ["_build"]
+# Defaults as written (RouteTable(routes=ROUTES)), not as the repr of their value.
+autodoc_preserve_defaults = True
 html_theme = "alabaster"
 nitpicky = True
 # The build is offline (no intersphinx): names from the standard library and third-party
@@ -19,8 +21,9 @@ nitpicky = True
 nitpick_ignore_regex = [
     ("py:(class|exc|func|meth|obj|data|mod)", r"(argparse|logging|os|datetime|concurrent\.futures|hmac|"
      r"threading|http|io|socket|ssl|typing|collections\.abc|pathlib|werkzeug|prometheus_client|"
-     r"flask|pyramid|django|botocore|gunicorn|_typeshed)\..*"),
-    ("py:class", r"CollectorRegistry|Flask|WSGIEnvironment|StartResponse|WSGIApplication|Request|PrivateKey"),
+     r"flask|pyramid|django|botocore|gunicorn)\..*"),
+    ("py:mod", r"ast"),
+    ("py:class", r"CollectorRegistry|Flask|WSGIEnvironment|StartResponse|Request|PrivateKey"),
     # Type aliases and private helpers that annotations name (autodoc shows the name only).
     ("py:class", r"(docker_registry_wsgi\.\S*\.)?(WSGIApp|Handler|PolicyFunction|Progress|Happened|"
      r"_\w+|T|'RepositoryPlan')"),
@@ -42,10 +45,15 @@ def _resolve_short_names(app, env, node, contnode):
     for name, entry in domain.objects.items():
         if name == target or name.endswith("." + target):
             found.setdefault((entry.docname, entry.node_id), name)
-    if not found and "." in target:  # a package's re-export: docker_registry_wsgi.Registry
-        last = target.rsplit(".", 1)[1]
+    # A package's re-export (docker_registry_wsgi.Registry, proxy.Mirror.from_mapping): the
+    # longest tail of the name that one documented object ends with.
+    parts = target.split(".")
+    for start in range(1, len(parts)):
+        if found:
+            break
+        tail = ".".join(parts[start:])
         for name, entry in domain.objects.items():
-            if name.endswith("." + last) and entry.objtype != "module":
+            if name.endswith("." + tail) and entry.objtype != "module":
                 found.setdefault((entry.docname, entry.node_id), name)
     if len(found) != 1:
         return None

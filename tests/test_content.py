@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from docker_registry_wsgi.content import RegistryContent, Upload
+from docker_registry_wsgi.content.paths import blob_key
 from docker_registry_wsgi.digests import Digest, parse_digest
 from docker_registry_wsgi.errors import (
     BlobUnknown,
@@ -26,7 +27,9 @@ from docker_registry_wsgi.errors import (
     DigestInvalid,
     ManifestBlobUnknown,
     ManifestInvalid,
+    ManifestTooLarge,
     ManifestUnknown,
+    NameInvalid,
     NameUnknown,
     RangeInvalid,
     SizeInvalid,
@@ -263,7 +266,7 @@ def test_digest_mismatch_stores_nothing_and_drops_the_session(content: RegistryC
         with pytest.raises(BlobUnknown):
             content.stat_blob("repo", digest)
         with pytest.raises(KeyNotFound):
-            storage.size(content.blob_key(digest))
+            storage.size(blob_key(digest))
     with pytest.raises(BlobUploadUnknown):
         content.get_upload("repo", upload.id)
     assert list(storage.list_uploads()) == []
@@ -332,7 +335,7 @@ def test_sha512_upload(content: RegistryContent) -> None:
     content.append(content.get_upload("repo", upload.id), [data[1234:]], start=1234)
     digest = parse_digest(sha512(data))
     assert content.finish(content.get_upload("repo", upload.id), digest) == len(data)
-    assert content.blob_key(digest).startswith("blobs/sha512/")
+    assert blob_key(digest).startswith("blobs/sha512/")
     assert read_blob(content, "repo", digest) == data
 
 
@@ -360,7 +363,7 @@ def test_rehashed_mismatch_stores_nothing(content: RegistryContent) -> None:
         content.finish(upload, wrong)
     for digest in (wrong, parse_digest(sha512(b"payload")), parse_digest(sha256(b"payload"))):
         with pytest.raises(KeyNotFound):
-            content.storage.size(content.blob_key(digest))
+            content.storage.size(blob_key(digest))
     assert list(content.storage.list("staging/")) == []
     assert list(content.storage.list("blobs/")) == []
     with pytest.raises(BlobUploadUnknown):
@@ -463,6 +466,109 @@ def test_delete_blob_unlinks_only_that_repository(content: RegistryContent) -> N
     assert read_blob(content, "b", digest) == b"bytes"
 
 
+def test_mount_without_from_is_refused_unless_the_registry_allows_it(storage: Storage) -> None:
+    """spec "Mounting a blob from another repository": ``from`` MAY be optional; a registry with an
+    auth hook refuses it (the digest alone would grant a blob of a repository the caller may not pull)."""
+    content = RegistryContent(storage, mount_without_from=False)
+    digest = push_blob(content, "src", b"private layer")
+    assert content.mount_blob("dst", digest, None) is False
+    assert not content.repository_exists("dst")
+    assert content.mount_blob("dst", digest, "src") is True
+
+
+def test_a_mount_source_is_a_repository_name(content: RegistryContent) -> None:
+    """spec "Pulling manifests" (the name grammar): a malformed ``from`` is NAME_INVALID, not "not mounted"."""
+    digest = push_blob(content, "src", b"x")
+    with pytest.raises(NameInvalid):
+        content.mount_blob("dst", digest, "Not/A Name")
+
+
+@pytest.mark.parametrize("mountable,with_digest,with_body,expected", [
+    (True, False, False, "mounted"),
+    (True, True, True, "mounted"),
+    (False, True, True, "pushed"),    # the mount falls back to a monolithic push
+    (False, True, False, "session"),  # ... or, with no body, to a session
+    (False, False, False, "session"),
+])
+def test_post_upload_mount_and_monolithic_fallbacks(content: RegistryContent, mountable: bool,
+                                                    with_digest: bool, with_body: bool, expected: str) -> None:
+    """spec "Mounting a blob from another repository" and "Pushing a blob monolithically": a refused
+    mount is the request without the mount (a push with a digest and body, else a 202 session)."""
+    data = b"layer bytes"
+    digest = parse_digest(sha256(data))
+    if mountable:
+        push_blob(content, "src", data)
+    started = content.post_upload("dst", mount=digest, source="src",
+                                  digest=digest if with_digest else None,
+                                  body=[data] if with_body else None, length=len(data) if with_body else None)
+    outcome = "session" if started.upload is not None else "mounted" if started.mounted else "pushed"
+    assert outcome == expected
+    if outcome == "session":
+        assert started.upload is not None and started.upload.name == "dst"
+        with pytest.raises(BlobUnknown):
+            content.stat_blob("dst", digest)
+    else:
+        assert (started.digest, started.size) == (digest, len(data))
+        assert started.source == ("src" if outcome == "mounted" else None)
+        assert read_blob(content, "dst", digest) == data
+
+
+def test_post_upload_with_a_digest_and_no_mount_pushes_the_body_even_empty(content: RegistryContent) -> None:
+    """spec "Pushing a blob monolithically": ``POST ?digest=`` is the whole blob, here of zero bytes."""
+    empty = parse_digest(sha256(b""))
+    started = content.post_upload("repo", digest=empty)
+    assert started.upload is None and started.digest == empty and started.size == 0
+    assert content.stat_blob("repo", empty) == 0
+
+
+def test_post_upload_session_takes_the_requested_algorithm(content: RegistryContent) -> None:
+    """spec "Pushing blobs": a session may be opened for another registered algorithm (``digest-algorithm``)."""
+    started = content.post_upload("repo", algorithm="sha512")
+    assert started.upload is not None and started.upload.algorithm == "sha512"
+
+
+def test_serve_blob_offers_the_storage_url_only_when_asked(content: RegistryContent) -> None:
+    """A ``ServedBlob`` carries the size, a reader, and a redirect only for a ``GET`` that wants one."""
+    digest = push_blob(content, "a", b"served bytes")
+    served = content.serve_blob("a", digest, redirect=True)
+    assert served.size == 12 and served.redirect_url is None  # memory and filesystem offer none
+    reader = served.open(7)
+    try:
+        assert reader.read(100) == b"bytes"
+    finally:
+        reader.close()
+    with pytest.raises(BlobUnknown):
+        content.serve_blob("b", digest)
+
+
+def test_range_invalid_carries_the_session_to_resume(content: RegistryContent) -> None:
+    """spec "Pushing a blob in chunks": the 416 names the session's ``Location`` and ``Range`` itself."""
+    upload = content.start_upload("team/app")
+    content.append(upload, [b"0123456789"], start=0)
+    with pytest.raises(RangeInvalid) as info:
+        content.append(upload, [b"x"], start=3)
+    assert info.value.headers["Range"] == "0-9"
+    assert info.value.headers["Docker-Upload-UUID"] == upload.id
+    assert info.value.link == ("upload", {"name": "team/app", "upload_id": upload.id})
+
+
+def test_the_manifest_size_limit_holds_for_library_callers(storage: Storage) -> None:
+    """spec "Pushing Manifests": a registry SHOULD refuse manifests over its limit with 413; the content
+    layer does, so a caller that is not the HTTP handler cannot store one either."""
+    content = RegistryContent(storage, max_manifest_size=200)
+    config = push_blob(content, "repo", b"{}")
+    manifest = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                           "digest": str(config), "size": 2},
+                "layers": [], "annotations": {"pad": "x" * 200}}
+    body = json.dumps(manifest).encode()
+    with pytest.raises(ManifestTooLarge) as info:
+        content.put_manifest("repo", "v1", body, OCI_MANIFEST)
+    assert (info.value.status, info.value.code) == (413, "MANIFEST_INVALID")
+    with pytest.raises(ManifestUnknown):
+        content.stat_manifest("repo", "v1")
+
+
 # -- manifests ---------------------------------------------------------------------------------------
 
 
@@ -522,7 +628,7 @@ def test_manifest_digest_must_match_the_reference(content: RegistryContent) -> N
         with pytest.raises(ManifestUnknown):
             content.get_manifest("r", digest)
         with pytest.raises(KeyNotFound):
-            content.storage.size(content.blob_key(digest))
+            content.storage.size(blob_key(digest))
 
 
 def test_manifest_with_missing_blobs_is_refused(content: RegistryContent) -> None:
@@ -538,7 +644,7 @@ def test_manifest_with_missing_blobs_is_refused(content: RegistryContent) -> Non
     with pytest.raises(ManifestUnknown):
         content.get_manifest("r", "t")
     with pytest.raises(KeyNotFound):
-        content.storage.size(content.blob_key(parse_digest(sha256(body))))
+        content.storage.size(blob_key(parse_digest(sha256(body))))
 
 
 def test_foreign_layers_need_not_be_pushed(content: RegistryContent) -> None:

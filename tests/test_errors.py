@@ -16,14 +16,15 @@ import pytest
 from hypothesis import given, strategies as st
 
 from docker_registry_wsgi import errors
-from docker_registry_wsgi.errors import API_VERSION_HEADER, RegistryError, Unauthorized
+from docker_registry_wsgi.errors import RegistryError, Unauthorized
+from docker_registry_wsgi.responses import API_VERSION_HEADER, error_reply
 from tests.unit_fixtures import FAST
 
 
 class Rendered:
     """What a WSGI server sends for a RegistryError's response."""
 
-    def __init__(self, error: RegistryError, method: str = "GET") -> None:
+    def __init__(self, error: RegistryError, method: str = "GET", location: str | None = None) -> None:
         captured: dict[str, object] = {}
 
         def start_response(status: str, headers: list[tuple[str, str]], exc_info: object = None) -> None:
@@ -31,7 +32,7 @@ class Rendered:
 
         environ = {"REQUEST_METHOD": method, "PATH_INFO": "/v2/", "SERVER_NAME": "localhost",
                    "SERVER_PORT": "80", "wsgi.url_scheme": "http"}
-        self.body = b"".join(error.response()(environ, start_response))
+        self.body = b"".join(error_reply(error, location)(environ, start_response))
         self.status_line = str(captured["status"])
         self.status_code = int(self.status_line.split()[0])
         self.header_list: list[tuple[str, str]] = list(captured["headers"])  # type: ignore[arg-type]
@@ -165,16 +166,42 @@ def test_head_response_has_no_body_but_the_same_headers() -> None:
     assert head.headers["content-length"] == get.headers["content-length"] == str(len(get.body))
 
 
-def test_extra_headers() -> None:
-    """spec "Pushing a blob in chunks": a 416 carries ``Location`` and ``Range`` for the client to resume."""
-    error = errors.RangeInvalid(headers={"Location": "/v2/a/blobs/uploads/x", "Range": "0-9"})
-    error.headers["Docker-Upload-UUID"] = "x"
-    response = Rendered(error)
+def test_an_upload_range_error_carries_what_the_client_resumes_from() -> None:
+    """spec "Pushing a blob in chunks": a 416 carries ``Location`` and ``Range`` for the client to resume.
+
+    The error sets them itself from the session; only the absolute ``Location`` is the renderer's,
+    given the error's link (the app knows where ``/v2`` is mounted).
+    """
+    error = errors.RangeInvalid({"offset": 10}, name="a", upload_id="x", offset=10)
+    assert error.link == ("upload", {"name": "a", "upload_id": "x"})
+    response = Rendered(error, location="http://localhost/v2/a/blobs/uploads/x")
     assert response.status_code == 416
-    assert response.headers["location"] == "/v2/a/blobs/uploads/x"
+    assert response.json()["errors"][0]["code"] == "BLOB_UPLOAD_INVALID"
+    assert response.headers["location"] == "http://localhost/v2/a/blobs/uploads/x"
     assert response.headers["range"] == "0-9"
     assert response.headers["docker-upload-uuid"] == "x"
     assert errors.RangeInvalid().headers == {}, "headers are per instance, never shared"
+    assert errors.RangeInvalid().link is None
+
+
+def test_an_unsatisfiable_download_range_carries_its_content_range() -> None:
+    """RFC 9110 section 15.5.17: a 416 to a ``Range`` sends ``Content-Range: bytes */<size>``."""
+    response = Rendered(errors.RangeNotSatisfiable(size=42))
+    assert response.status_code == 416
+    assert response.headers["content-range"] == "bytes */42"
+    assert response.json() == {"errors": [{"code": "UNSUPPORTED", "message": "requested range not satisfiable",
+                                           "detail": {"size": 42}}]}
+
+
+def test_the_vocabulary_does_not_import_http() -> None:
+    """errors.py (and so every parser raising its errors) depends on no WSGI response or werkzeug."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(errors))
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert imported <= {"__future__", "typing", "ranges"}, imported
 
 
 def test_unauthorized_carries_the_challenge() -> None:

@@ -17,7 +17,7 @@ import pytest
 
 from docker_registry_wsgi.content import RegistryContent
 from docker_registry_wsgi.digests import Digest, parse_digest
-from docker_registry_wsgi.errors import BlobUnknown, ManifestBlobUnknown, ManifestUnknown
+from docker_registry_wsgi.errors import BlobUnknown, ManifestBlobUnknown, ManifestUnknown, Unavailable
 from docker_registry_wsgi.gc import Collector
 from docker_registry_wsgi.manifests import OCI_INDEX, OCI_MANIFEST
 from docker_registry_wsgi.storage import FilesystemStorage, MemoryStorage, Storage
@@ -347,3 +347,52 @@ def test_periodic_collection_runs_in_one_process_when_due(registry: Registry) ->
     assert runs == ["first"]
     with pytest.raises(BlobUnknown):
         registry.content.stat_blob("team/a", old)
+
+
+class CountingStorage(MemoryStorage):
+    """Memory storage that counts reads of usage records."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.record_reads = 0
+
+    def read_versioned(self, key: str) -> tuple[bytes, str]:
+        if key.startswith("gc/digests/"):
+            self.record_reads += 1
+        return super().read_versioned(key)
+
+
+def test_a_touch_within_the_interval_of_a_fresh_record_reads_nothing() -> None:
+    """A HEAD that finds its record fresh costs no storage round trip the next time (the S3 GET
+    per HEAD); past the interval the record is read and rewritten again."""
+    storage = CountingStorage()
+    clock = Clock()
+    usage = UsageRecords(storage, clock=clock, touch_interval=INTERVAL)
+    digest = "sha256:" + "a" * 64
+    assert usage.touch(digest) is True and storage.record_reads == 1
+    clock.advance(INTERVAL / 2)
+    assert usage.touch(digest) is False and storage.record_reads == 1
+    clock.advance(INTERVAL / 2)
+    assert usage.touch(digest) is True and storage.record_reads == 2
+    written, _ = usage.read(digest)
+    assert written is not None and written.touched == clock.now
+    # A second instance (another process) knows nothing of it: it reads, finds it fresh, remembers.
+    other = UsageRecords(storage, clock=clock, touch_interval=INTERVAL)
+    assert other.touch(digest) is False and storage.record_reads == 4
+    assert other.touch(digest) is False and storage.record_reads == 4
+
+
+def test_a_remembered_record_is_forgotten_when_a_sweep_takes_it() -> None:
+    """A collector sharing the records object takes a stale record: a touch then reads it and
+    waits for the sweep rather than trusting what it remembered."""
+    storage = CountingStorage()
+    clock = Clock()
+    usage = UsageRecords(storage, clock=clock, touch_interval=INTERVAL, sweep_wait=1.0,
+                         sleep=clock.advance)
+    digest = "sha256:" + "b" * 64
+    usage.touch(digest)
+    old, version = usage.read(digest)
+    assert old is not None
+    usage.begin_sweep(digest, version, old, "run-1")  # (a collector checks staleness first)
+    with pytest.raises(Unavailable, match="garbage collected"):
+        usage.touch(digest)

@@ -305,6 +305,34 @@ def test_tables_only_in_a_file() -> None:
         Option("hooks", tables(endpoints), "endpoints")
 
 
+def test_tables_with_a_text_form_are_a_repeated_flag_too() -> None:
+    """``--proxy hub=URL`` (repeated), ``REGISTRY_PROXY`` and ``[[proxy]]`` tables are one setting:
+    a table kind with a text form; each source replaces the others, as for any list."""
+    def table(value: dict[str, Any]) -> dict[str, Any]:
+        if "url" not in value:
+            raise ValueError("a mirror needs a url")
+        return value
+
+    def spec(text_: str) -> dict[str, Any]:
+        name, equals, where = text_.partition("=")
+        if not equals:
+            raise ValueError("expected NAME=URL")
+        return {"name": name, "url": where}
+
+    mirror = Option("mirror", tables(table, toml="table", text=spec, metavar="NAME=URL"), "mirrors",
+                    repeatable=True, default=())
+    from_file = file_of(mirror, [{"url": "f"}])
+    assert options.parse((mirror,), [], {}, from_file).mirror == [{"url": "f"}]
+    assert options.parse((mirror,), [], {"REGISTRY_MIRROR": "a=1 b=2"}, from_file).mirror == [
+        {"name": "a", "url": "1"}, {"name": "b", "url": "2"}]
+    assert options.parse((mirror,), ["--mirror", "c=3"], {"REGISTRY_MIRROR": "a=1"}, from_file).mirror == [
+        {"name": "c", "url": "3"}]
+    assert refusal(mirror, ["--mirror", "c"]) == "--mirror c: expected NAME=URL"
+    assert refusal(mirror, config=file_of(mirror, [{"password": "hunter2"}])) == (
+        "registry.toml: mirror: a mirror needs a url")  # the value is not repeated: it may hold secrets
+    assert refusal(mirror, config=file_of(mirror, ["c=3"])) == "registry.toml: mirror: expected a table"
+
+
 # -- precedence, and every bad setting at once --------------------------------------------------
 
 

@@ -2,8 +2,9 @@
 
 Spec: oci-distribution-spec.md "Pushing a blob in chunks" (``Content-Range: <start>-<end>``,
 inclusive, ``^[0-9]+-[0-9]+$``; answer ``Range: 0-<end-of-range>``), docker-registry-http-api-v2.md
-"Upload Progress" / "Chunked Upload", and RFC 9110 section 14 for download ranges (one range;
-``416`` when unsatisfiable; an invalid or multi-range header may be ignored).
+"Upload Progress" / "Chunked Upload", and RFC 9110 section 14 for download ranges (parsed by
+werkzeug, resolved by our adapter: one range; ``416`` when unsatisfiable; an invalid or
+multi-range header may be ignored) and section 13.1.5 for ``If-Range``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from docker_registry_wsgi.ranges import (
     RangeSyntaxError,
     UnsatisfiableRange,
     format_upload_range,
+    if_range_holds,
     parse_content_range,
     parse_range_header,
 )
@@ -190,32 +192,48 @@ range_specs = st.one_of(
 )
 
 
-def _header(spec: tuple[str, int | None, int | None]) -> str:
+def _spec_text(spec: tuple[str, int | None, int | None]) -> str:
     kind, first, last = spec
     if kind == "suffix":
-        return f"bytes=-{last}"
+        return f"-{last}"
     if kind == "open":
-        return f"bytes={first}-"
-    return f"bytes={first}-{last}"
+        return f"{first}-"
+    return f"{first}-{last}"
+
+
+def _header(spec: tuple[str, int | None, int | None], unit: str = "bytes", pad: str = "") -> str:
+    return f"{unit}={pad}{_spec_text(spec)}{pad}"
+
+
+#: RFC 9110 14.1: "range-unit" is case-insensitive (section 14.1 names "bytes" a token; tokens
+#: of range units compare case-insensitively, as werkzeug lower-cases them).
+units = st.sampled_from(["bytes", "Bytes", "BYTES", "bYtEs"])
+pads = st.sampled_from(["", " ", "\t"])
 
 
 @FAST
-@given(spec=range_specs, total=st.integers(min_value=0, max_value=260))
-@example(spec=("open", 0, None), total=0)
-@example(spec=("suffix", None, 0), total=10)
-@example(spec=("suffix", None, 500), total=10)
-@example(spec=("closed", 0, 10**6), total=10)
-@example(spec=("closed", 10, 10), total=10)
-@example(spec=("closed", 9, 9), total=10)
-def test_download_range_matches_a_slicing_model(spec: tuple[str, int | None, int | None], total: int) -> None:
-    """RFC 9110 14.1.2 (suffix, open-ended, clamped last-pos), 15.5.17 (416): checked against slicing."""
+@given(spec=range_specs, total=st.integers(min_value=0, max_value=260), unit=units, pad=pads)
+@example(spec=("open", 0, None), total=0, unit="bytes", pad="")
+@example(spec=("suffix", None, 0), total=10, unit="bytes", pad="")
+@example(spec=("suffix", None, 500), total=10, unit="bytes", pad="")
+@example(spec=("closed", 0, 10**6), total=10, unit="bytes", pad="")
+@example(spec=("closed", 10, 10), total=10, unit="bytes", pad="")
+@example(spec=("closed", 9, 9), total=10, unit="bytes", pad="")
+@example(spec=("closed", 0, 9), total=100, unit="Bytes", pad="")
+def test_download_range_matches_a_slicing_model(spec: tuple[str, int | None, int | None], total: int,
+                                                unit: str, pad: str) -> None:
+    """RFC 9110 14.1.2 (suffix, open-ended, clamped last-pos), 15.5.17 (416): checked against slicing.
+
+    The unit in any case (``Bytes=0-9``) is the bytes unit (RFC 9110 14.1).
+    """
     expected = _model(spec, total)
     data = bytes(i % 251 for i in range(total))
+    header = _header(spec, unit, pad)
     if expected == "416":
         with pytest.raises(UnsatisfiableRange):
-            parse_range_header(_header(spec), total)
+            parse_range_header(header, total)
         return
-    resolved = parse_range_header(_header(spec), total)
+    resolved = parse_range_header(header, total)
     if expected is None:
         assert resolved is None
         return
@@ -237,20 +255,51 @@ def test_download_range_matches_a_slicing_model(spec: tuple[str, int | None, int
         "bytes 0-5",
         "bytes=a-b",
         "bytes=5-2",  # invalid range-spec: ignorable (RFC 9110 14.1.1)
-        "bytes=0-" + "9" * 20,
-        "bytes=" + "9" * 20 + "-",
-        "bytes=-" + "9" * 20,
         "bytes=\u0660-\u0665",
+        "bytes=+0-5",
+        "bytes=0-5-6",
+        "bytes=0-" + "9" * 5000,  # more digits than Python converts: unparsable, so ignored
         "",
+        None,
     ],
 )
-def test_ignorable_download_ranges(value: str) -> None:
+def test_ignorable_download_ranges(value: str | None) -> None:
     """RFC 9110 14.2: a server MAY ignore a Range it does not support or cannot parse (serve 200)."""
     assert parse_range_header(value, 100) is None
 
 
 @FAST
-@given(value=st.text(alphabet="bytes=-0123456789, ", max_size=40), total=st.integers(0, 10**12))
+@given(specs=st.lists(range_specs, min_size=2, max_size=4), total=st.integers(0, 300),
+       unit=units, pad=pads)
+def test_multi_range_is_ignored(specs: list[tuple[str, int | None, int | None]], total: int,
+                                unit: str, pad: str) -> None:
+    """RFC 9110 14.2: a server MAY ignore a multi-range request and send the whole blob (200),
+    whether or not its ranges are satisfiable, ordered or overlapping: never an error."""
+    header = f"{unit}=" + f"{pad},{pad}".join(_spec_text(spec) for spec in specs)
+    assert parse_range_header(header, total) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("bytes=0-" + "9" * 40, ByteRange(0, 99)),  # a last-pos past the end is clamped
+        ("bytes=-" + "9" * 40, ByteRange(0, 99)),  # a suffix longer than the blob is all of it
+        ("bytes=" + "9" * 40 + "-", None),  # a first-pos past the end: 416
+        ("bytes=-0", None),  # suffix-length 0 selects nothing: 416 (werkzeug reads it as "0-")
+    ],
+)
+def test_large_and_zero_positions(value: str, expected: ByteRange | None) -> None:
+    """RFC 9110 14.1.1: positions may exceed any integer type ("ought to anticipate potentially
+    large decimal numerals"); 14.1.2 clamps last-pos and suffix-length to the representation."""
+    if expected is None:
+        with pytest.raises(UnsatisfiableRange):
+            parse_range_header(value, 100)
+    else:
+        assert parse_range_header(value, 100) == expected
+
+
+@FAST
+@given(value=st.text(alphabet="bytesBYTES=-0123456789,+ \t", max_size=40), total=st.integers(0, 10**12))
 def test_download_range_never_fails_otherwise(value: str, total: int) -> None:
     """Any header text yields an in-bounds range, None, or UnsatisfiableRange (never another error)."""
     try:
@@ -271,3 +320,27 @@ def test_open_ended_range_beyond_end_is_416(value: str, total: int) -> None:
     """RFC 9110 14.1.2: a first-byte-pos at or after the blob's length is unsatisfiable (416)."""
     with pytest.raises(UnsatisfiableRange):
         parse_range_header(value, total)
+
+
+# -- If-Range (RFC 9110 section 13.1.5) ------------------------------------------------------------
+
+ETAG = '"sha256:' + "a" * 64 + '"'
+
+
+@pytest.mark.parametrize(
+    ("if_range", "holds"),
+    [
+        (None, True),  # no precondition
+        (ETAG, True),
+        (f" {ETAG} ", True),
+        ('"sha256:' + "b" * 64 + '"', False),  # another tag: send the whole representation
+        ("W/" + ETAG, False),  # strong comparison: a weak tag never matches (13.1.5, 8.8.3.2)
+        (ETAG[1:-1], False),  # an unquoted digest is not an entity-tag
+        ("Wed, 21 Oct 2015 07:28:00 GMT", False),  # a date: blobs have no Last-Modified
+        ("", False),
+        (f"{ETAG}, {ETAG}", False),  # If-Range holds one validator, not a list
+    ],
+)
+def test_if_range(if_range: str | None, holds: bool) -> None:
+    """RFC 9110 13.1.5: the Range applies only if the If-Range validator strongly matches."""
+    assert if_range_holds(if_range, ETAG) is holds

@@ -13,7 +13,7 @@ import secrets
 import pytest
 from hypothesis import example, given, strategies as st
 
-from docker_registry_wsgi.auth.base import DELETE, PULL, PUSH
+from docker_registry_wsgi.access import DELETE, PULL, PUSH, Access
 from docker_registry_wsgi.errors import NameInvalid
 from docker_registry_wsgi.references import parse_name
 from docker_registry_wsgi.routes import ROUTES, RouteTable
@@ -56,7 +56,8 @@ def test_spec_endpoints(spec_id: str, method: str, path: str, endpoint: str, han
     assert matched is not None, path
     route, params = matched
     assert route.endpoint == endpoint
-    assert route.methods[method].handler == handler
+    function = route.methods[method].handler
+    assert f"{function.__module__.rpartition('.')[2]}.{function.__name__}" == handler
     assert route.methods[method].actions == actions
     if "name" in params:
         assert params["name"] == "a/b"
@@ -69,14 +70,33 @@ def test_every_route_is_in_the_spec_table() -> None:
     assert declared == covered
 
 
-def test_handlers_exist() -> None:
-    """Every handler the table names is importable (a typo would be a 500 at the first request)."""
-    import importlib
+@pytest.mark.parametrize("spec_id,method,path,endpoint,handler,actions", SPEC_ENDPOINTS,
+                         ids=[f"{e[0]}-{e[1]}" for e in SPEC_ENDPOINTS])
+def test_every_route_declares_its_access(spec_id: str, method: str, path: str, endpoint: str,
+                                         handler: str, actions: tuple[str, ...]) -> None:
+    """The table says what each request needs: the repository's actions, the catalog, or nothing for ``/v2/``."""
+    matched = TABLE.match(path)
+    assert matched is not None
+    route, params = matched
+    needed = route.methods[method].access(params, {})
+    if endpoint == "base":
+        assert needed == []
+    elif endpoint == "catalog":
+        assert needed == [Access("registry", "catalog", frozenset({"*"}))]
+    else:
+        assert needed == [Access("repository", "a/b", frozenset(actions))]
 
-    for route in ROUTES:
-        for method in route.methods.values():
-            module, _, function = method.handler.rpartition(".")
-            assert callable(getattr(importlib.import_module(f"docker_registry_wsgi.handlers.{module}"), function))
+
+def test_a_mount_needs_pull_on_its_source() -> None:
+    """spec "Mounting a blob from another repository": the client must be allowed to pull ``from``."""
+    route, params = TABLE.match("/a/b/blobs/uploads/")  # type: ignore[misc]
+    post = route.methods["POST"]
+    assert post.access(params, {"mount": D, "from": "c/d"}) == [
+        Access.repository("a/b", PULL, PUSH), Access.repository("c/d", PULL)]
+    assert post.access(params, {"mount": D}) == [Access.repository("a/b", PULL, PUSH)]
+    assert post.access(params, {"from": "c/d"}) == [Access.repository("a/b", PULL, PUSH)], "no mount, no source"
+    with pytest.raises(NameInvalid):
+        post.access(params, {"mount": D, "from": "UPPER/case"})
 
 
 def params_for(endpoint: str) -> st.SearchStrategy[dict[str, str]]:

@@ -22,12 +22,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from docker_registry_wsgi.cli import main
-from docker_registry_wsgi.content import (
-    RegistryContent,
-    _blob_key,
-    _layer_key,
-    _revision_key,
-    _tags_prefix,
+from docker_registry_wsgi.content import RegistryContent
+from docker_registry_wsgi.content.paths import (
+    blob_key,
+    layer_key,
+    revision_key,
+    tags_prefix,
 )
 from docker_registry_wsgi.digests import Digest, parse_digest
 from docker_registry_wsgi.manifests import OCI_INDEX, OCI_MANIFEST
@@ -108,11 +108,11 @@ def push_index(content: RegistryContent, name: str, images: list[Image], tag: st
 def corrupt(storage: Storage, digest: Digest) -> None:
     """Other bytes at the blob's key, as a failing disk or a hand edit leaves them."""
     original = read(storage, digest)
-    storage.write(_blob_key(digest), bytes([original[0] ^ 0xFF]) + original[1:])
+    storage.write(blob_key(digest), bytes([original[0] ^ 0xFF]) + original[1:])
 
 
 def read(storage: Storage, digest: Digest) -> bytes:
-    reader = storage.open(_blob_key(digest))
+    reader = storage.open(blob_key(digest))
     try:
         return reader.read()
     finally:
@@ -184,7 +184,7 @@ def test_corrupt_shared_layer_names_repositories_tags_and_manifests(sample: Samp
     finding = report.mismatches[0]
     assert finding.kind == MISMATCH
     assert finding.digest == sample.shared
-    assert finding.key == _blob_key(sample.shared)
+    assert finding.key == blob_key(sample.shared)
     damaged = read(sample.storage, sample.shared)
     assert finding.actual == sha256(damaged) and finding.size == len(damaged)
     assert finding.repositories == ("lib/app", "team/tool")
@@ -227,7 +227,7 @@ def test_corrupt_index_names_its_tag(sample: Sample) -> None:
 
 def test_truncated_blob_is_a_mismatch(sample: Sample) -> None:
     data = read(sample.storage, sample.tool.layers[1])
-    sample.storage.write(_blob_key(sample.tool.layers[1]), data[:-1])
+    sample.storage.write(blob_key(sample.tool.layers[1]), data[:-1])
     (finding,) = Scrubber(sample.storage).run().findings
     assert (finding.kind, finding.digest, finding.size) == (MISMATCH, sample.tool.layers[1], len(data) - 1)
 
@@ -246,7 +246,7 @@ def test_sha512_blob_is_hashed_with_sha512(storage: Storage, content: RegistryCo
     upload = content.start_upload("lib/app", "sha512")
     content.finish(upload, digest, [data], length=len(data))
     assert Scrubber(storage).run().clean
-    storage.write(_blob_key(digest), b"other")
+    storage.write(blob_key(digest), b"other")
     (finding,) = Scrubber(storage).run().findings
     assert finding.actual == parse_digest("sha512:" + hashlib.sha512(b"other").hexdigest())
 
@@ -255,7 +255,7 @@ def test_sha512_blob_is_hashed_with_sha512(storage: Storage, content: RegistryCo
 
 
 def test_missing_layer_is_reported_with_its_references(sample: Sample) -> None:
-    sample.storage.delete(_blob_key(sample.app_v2.layers[1]))
+    sample.storage.delete(blob_key(sample.app_v2.layers[1]))
     report = Scrubber(sample.storage).run()
     assert report.mismatches == [] and report.invalid == []
     (finding,) = report.missing
@@ -267,7 +267,7 @@ def test_missing_layer_is_reported_with_its_references(sample: Sample) -> None:
 
 
 def test_missing_manifest_is_reported(sample: Sample) -> None:
-    sample.storage.delete(_blob_key(sample.tool.manifest))
+    sample.storage.delete(blob_key(sample.tool.manifest))
     (finding,) = Scrubber(sample.storage).run().findings
     assert (finding.kind, finding.digest, finding.repositories, finding.tags) == (
         MISSING, sample.tool.manifest, ("team/tool",), ("team/tool:latest",))
@@ -276,8 +276,8 @@ def test_missing_manifest_is_reported(sample: Sample) -> None:
 def test_blob_listed_by_a_manifest_but_unlinked_and_gone_is_missing(sample: Sample) -> None:
     """A blob deleted from storage after ``DELETE /blobs`` unlinked it, while a manifest still lists it."""
     digest = sample.tool.layers[1]
-    sample.storage.delete(_layer_key("team/tool", digest))
-    sample.storage.delete(_blob_key(digest))
+    sample.storage.delete(layer_key("team/tool", digest))
+    sample.storage.delete(blob_key(digest))
     (finding,) = Scrubber(sample.storage).run().findings
     assert (finding.kind, finding.digest, finding.repositories) == (MISSING, digest, ())
     assert finding.manifests == (ManifestReference(sample.tool.manifest, "layer", ("team/tool",)),)
@@ -287,10 +287,10 @@ def test_intact_manifest_that_does_not_parse_is_invalid(storage: Storage, conten
     """Bytes that match their digest but are no manifest (stored by something that did not validate)."""
     body = b'{"schemaVersion": 1, "name": "lib/old"}'
     digest = sha256(body)
-    storage.write(_blob_key(digest), body)
+    storage.write(blob_key(digest), body)
     link = {"mediaType": OCI_MANIFEST, "size": len(body)}
-    storage.write(_revision_key("lib/old", digest), json.dumps(link).encode())
-    storage.write(_tags_prefix("lib/old") + "ancient", json.dumps({"digest": str(digest)}).encode())
+    storage.write(revision_key("lib/old", digest), json.dumps(link).encode())
+    storage.write(tags_prefix("lib/old") + "ancient", json.dumps({"digest": str(digest)}).encode())
     (finding,) = Scrubber(storage).run().findings
     assert (finding.kind, finding.digest, finding.size) == (INVALID, digest, len(body))
     assert finding.tags == ("lib/old:ancient",)
@@ -298,7 +298,7 @@ def test_intact_manifest_that_does_not_parse_is_invalid(storage: Storage, conten
 
 
 def test_unreadable_tag_record_is_invalid(sample: Sample) -> None:
-    key = _tags_prefix("team/tool") + "broken"
+    key = tags_prefix("team/tool") + "broken"
     sample.storage.write(key, b"not json")
     (finding,) = Scrubber(sample.storage).run().findings
     assert (finding.kind, finding.key, finding.digest) == (INVALID, key, None)
@@ -329,7 +329,7 @@ def test_repository_scope_checks_only_what_it_links(sample: Sample, content: Reg
 
 
 def test_repository_scope_reports_missing(sample: Sample) -> None:
-    sample.storage.delete(_blob_key(sample.tool.layers[1]))
+    sample.storage.delete(blob_key(sample.tool.layers[1]))
     for sampled in (None, 1):  # hashed, or found absent without hashing
         report = Scrubber(sample.storage, repository="team/tool", sample=sampled, seed=3).run()
         assert [(f.kind, f.digest) for f in report.findings] == [(MISSING, sample.tool.layers[1])]
@@ -377,7 +377,7 @@ def test_same_seed_same_sample_and_a_fresh_seed_is_reported(sample: Sample) -> N
 
 def test_missing_blobs_are_reported_outside_the_sample(sample: Sample) -> None:
     gone = sample.tool.layers[1]
-    sample.storage.delete(_blob_key(gone))
+    sample.storage.delete(blob_key(gone))
     for seed in range(4):
         report = Scrubber(sample.storage, sample=1, seed=seed).run()
         assert [(f.kind, f.digest) for f in report.findings] == [(MISSING, gone)]
@@ -426,10 +426,10 @@ digests = st.builds(lambda alg, data: parse_digest(f"{alg}:{hashlib.new(alg, dat
 @given(repository_names(max_components=4), digests, tags)
 def test_repository_keys_parse_back(name: str, digest: Digest, tag: str) -> None:
     relative = len("repositories/")
-    assert _parse_repository_key(_layer_key(name, digest)[relative:]) == ("layer", name, digest)
-    assert _parse_repository_key(_revision_key(name, digest)[relative:]) == ("revision", name, digest)
-    assert _parse_repository_key((_tags_prefix(name) + tag)[relative:]) == ("tag", name, tag)
-    assert _parse_blob_key(_blob_key(digest)[len("blobs/"):]) == digest
+    assert _parse_repository_key(layer_key(name, digest)[relative:]) == ("layer", name, digest)
+    assert _parse_repository_key(revision_key(name, digest)[relative:]) == ("revision", name, digest)
+    assert _parse_repository_key((tags_prefix(name) + tag)[relative:]) == ("tag", name, tag)
+    assert _parse_blob_key(blob_key(digest)[len("blobs/"):]) == digest
 
 
 @pytest.mark.parametrize("key", [
@@ -531,7 +531,7 @@ def test_one_flipped_byte_is_found_exactly(registry: list[tuple[str, list[list[b
     assert victim is not None
     data = bytearray(read(storage, victim))
     data[position % len(data)] ^= flip
-    storage.write(_blob_key(victim), bytes(data))
+    storage.write(blob_key(victim), bytes(data))
     report = Scrubber(storage).run()
     assert [(f.kind, f.digest, f.actual) for f in report.findings] == [
         (MISMATCH, victim, sha256(bytes(data)))]
@@ -599,7 +599,7 @@ def test_command_clean_exit_0(on_disk: Sample, tmp_path: Path, capsys: pytest.Ca
 def test_command_reports_findings_exit_1(on_disk: Sample, tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     corrupt(on_disk.storage, on_disk.shared)
-    on_disk.storage.delete(_blob_key(on_disk.tool.layers[1]))
+    on_disk.storage.delete(blob_key(on_disk.tool.layers[1]))
     assert scrub(tmp_path / "registry") == 1
     out = capsys.readouterr().out
     assert f"MISMATCH {on_disk.shared}: blob bytes do not match its digest (actual " in out

@@ -211,6 +211,40 @@ def test_serve_runs_this_packages_worker(server: RegistryServer) -> None:
     assert "Using worker: ThreadWorker" in server.log_text()
 
 
+def test_ranges_and_conditionals_through_gunicorn(server: RegistryServer) -> None:
+    """Filesystem blobs leave gunicorn by sendfile from the file's position for Content-Length
+    bytes: ranges (RFC 9110 14.1.2, unit in any case), a failed If-Range (13.1.5) and a 304
+    (13.1.2) come out byte for byte, one after another on one keep-alive connection (a byte too
+    many or too few would break the next response)."""
+    hostport = server.hostport
+    blob = bytes((i * 13) % 256 for i in range((1 << 20) + 777))  # more than one 1 MiB read
+    digest = sha256_digest(blob)
+    location = upload_session(hostport, "server/ranges")
+    assert exchange(hostport, "PUT", f"{location}?digest={digest}", blob).status == 201
+    path = f"/v2/server/ranges/blobs/{digest}"
+    other = '"sha256:' + "0" * 64 + '"'
+    cases = [
+        ({"Range": "Bytes=0-9"}, 206, blob[:10]),
+        ({"Range": f"bytes={(1 << 20) - 5}-{(1 << 20) + 5}"}, 206, blob[(1 << 20) - 5 : (1 << 20) + 6]),
+        ({"Range": "bytes=-777"}, 206, blob[-777:]),
+        ({"Range": "bytes=0-9", "If-Range": f'"{digest}"'}, 206, blob[:10]),
+        ({"Range": "bytes=0-9", "If-Range": other}, 200, blob),
+        ({"Range": "bytes=0-1,5-9"}, 200, blob),
+        ({"If-None-Match": f'"{digest}"'}, 304, b""),
+        ({"Range": f"bytes={len(blob)}-"}, 416, None),
+        ({}, 200, blob),
+    ]
+    with connect(hostport) as sock:
+        for headers, status, body in cases:
+            sock.sendall(request("GET", path, headers=headers))
+            response = read_response(sock)
+            assert response.status == status, (headers, response.status)
+            if body is not None:
+                assert response.body == body, headers
+            assert response.headers.get("etag") == f'"{digest}"' or status == 416
+    assert "Traceback" not in server.log_text()
+
+
 # -- TLS, IPv6, gunicorn's own settings, and what serve says at start -----------------------------
 
 
@@ -312,7 +346,8 @@ def test_serve_says_where_it_listens_and_what_it_serves(tmp_path: Path) -> None:
     metrics_port = free_port()
     with _serve(tmp_path, "--auth", "htpasswd", "--htpasswd", str(users), "--read-only",
                 "--metrics-bind", f"127.0.0.1:{metrics_port}", "--webhook-url", "http://127.0.0.1:9/a",
-                "--webhook-url", "http://127.0.0.1:9/b", "--gc-interval", "24", "--gc-grace", "48") as server:
+                "--webhook-url", "http://127.0.0.1:9/b", "--gc-interval", "24", "--gc-grace", "48",
+                "--proxy", "hub=http://127.0.0.1:9,budget=1GiB") as server:
         pass
     lines = [line.split(" INFO docker_registry_wsgi.server: ", 1)[1] for line in server.log_text().splitlines()
              if " INFO docker_registry_wsgi.server: " in line]
@@ -322,7 +357,8 @@ def test_serve_says_where_it_listens_and_what_it_serves(tmp_path: Path) -> None:
         f"storage: filesystem {tmp_path / 'data'}",
         f"auth: htpasswd (users in {users})",
         "mode: read-only: pushes and deletes refused",
+        "mirrors: hub/ -> http://127.0.0.1:9 (ttl 5m, budget 1 GiB), read-only",
         f"health: /livez, /readyz; metrics: /metrics only on 127.0.0.1:{metrics_port}",
         "webhooks: 2 endpoint(s) (http://127.0.0.1:9/a, http://127.0.0.1:9/b)",
-        "garbage collection: every 24 h, grace 48 h",
+        "garbage collection: every 24 h, grace 48 h, mirrors pruned to their budgets",
     ]

@@ -9,43 +9,14 @@ The app works out the :class:`Access` a request needs (a repository and its acti
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol, Sequence, runtime_checkable
 
 from werkzeug.wrappers import Request
 
+from ..access import DELETE, PULL, PUSH, Access
 from ..errors import Denied
 
 __all__ = ["Access", "Auth", "AccessPolicy", "AllowAll", "ReadOnly", "PULL", "PUSH", "DELETE"]
-
-PULL, PUSH, DELETE = "pull", "push", "delete"
-
-
-@dataclass(frozen=True)
-class Access:
-    """One resource and the actions a request needs on it, as in a token ``scope``.
-
-    ``Access("repository", "library/alpine", frozenset({"pull"}))`` is
-    ``repository:library/alpine:pull``; the catalog is ``Access("registry", "catalog", {"*"})``.
-    """
-
-    type: str
-    name: str
-    actions: frozenset[str]
-
-    @classmethod
-    def repository(cls, name: str, *actions: str) -> "Access":
-        return cls("repository", name, frozenset(actions))
-
-    @classmethod
-    def catalog(cls) -> "Access":
-        return cls("registry", "catalog", frozenset({"*"}))
-
-    @property
-    def scope(self) -> str:
-        """The scope string of the token auth spec, e.g. ``repository:a/b:pull,push``."""
-        return f"{self.type}:{self.name}:{','.join(sorted(self.actions))}"
-
 
 @runtime_checkable
 class Auth(Protocol):

@@ -12,7 +12,7 @@ import argparse
 import os
 from pathlib import Path
 
-from ..middleware import WSGIApp
+from ..wsgi import WSGIApp
 from ..options import ConfigurationError, Option, choice, file, integer, number, text
 from .base import AllowAll, Auth, AccessPolicy
 from .throttle import ADDRESS_LIMIT, LIMIT, WINDOW, FailureThrottle

@@ -21,7 +21,7 @@ from fnmatch import translate
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence, Union
 
-from ..options import toml_loads
+from ..tomlfiles import toml_loads
 from .base import DELETE, PULL, PUSH, Access
 
 __all__ = ["CallablePolicy", "Rule", "RulePolicy", "PolicyError", "identity_name", "ALL_ACTIONS"]

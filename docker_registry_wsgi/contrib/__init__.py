@@ -10,36 +10,15 @@ into a :class:`~docker_registry_wsgi.app.Registry`.
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 
 from ..app import Registry
 from ..auth.base import Auth
-from ..options import ConfigurationError
+from ..options import ConfigurationError, parse_size
 from ..storage.base import Storage
 from ..storage.filesystem import FilesystemStorage
 
 __all__ = ["build_registry", "parse_size", "ConfigurationError"]
-
-_SIZE = re.compile(r"\s*(\d+)\s*([KMG]i?B?|B)?\s*", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-
-
-def parse_size(value: int | str, setting: str) -> int:
-    """A byte count from an int or a string such as ``"4194304"``, ``"4MiB"`` or ``"512K"``.
-
-    Ini files and environment variables only hold strings; binary units are meant throughout.
-    """
-    if isinstance(value, int):
-        size = value
-    else:
-        match = _SIZE.fullmatch(str(value))
-        if match is None:
-            raise ConfigurationError(f"{setting}: not a size: {value!r}")
-        size = int(match.group(1)) * _UNITS[(match.group(2) or "")[:1].lower()]
-    if size <= 0:
-        raise ConfigurationError(f"{setting}: must be positive, not {value!r}")
-    return size
 
 
 def build_registry(

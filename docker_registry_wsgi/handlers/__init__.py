@@ -1,2 +1,5 @@
-"""HTTP handlers, one module per endpoint group: each turns a request into calls on the content
-layer and their results into a response."""
+"""HTTP handlers, one module per endpoint group: each reads a request, asks the content layer, and answers.
+
+Registry rules (mounts, uploads, manifest limits) live in :mod:`~docker_registry_wsgi.content`;
+no handler reaches the storage or its key layout.
+"""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Protocol
 from urllib.parse import quote, urlencode
 
 from werkzeug.wrappers import Request
@@ -14,12 +14,30 @@ from ..content import Page, RegistryContent
 from ..errors import PaginationNumberInvalid
 from ..events import Happened
 from ..responses import Reply
-from ..routes import RouteTable
+from ..wsgi import WSGIEnvironment
 
 _DEFAULT_PORTS = {"http": ":80", "https": ":443"}
 _MAX_N_DIGITS = 9
 
-__all__ = ["Context", "Handler", "respond", "json_response", "pagination", "next_link"]
+__all__ = ["Context", "Handler", "URLs", "base_url", "respond", "json_response", "pagination", "next_link"]
+
+
+class URLs(Protocol):
+    """Builds the path below ``/v2`` of an endpoint (the route table does)."""
+
+    def path(self, endpoint: str, **values: str) -> str: ...
+
+
+def base_url(environ: WSGIEnvironment, base_path: str) -> str:
+    """The absolute URL of ``/v2``, e.g. ``http://host:5000/v2``, from the request's ``Host``."""
+    scheme = environ.get("wsgi.url_scheme", "http")
+    host = environ.get("HTTP_HOST")
+    if not host:
+        host = f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '80')}"
+    default_port = _DEFAULT_PORTS.get(scheme)
+    if default_port and host.endswith(default_port):
+        host = host[: -len(default_port)]
+    return f"{scheme}://{host}{quote(base_path)}"
 
 
 @dataclass
@@ -28,13 +46,11 @@ class Context:
 
     request: Request
     content: RegistryContent
-    routes: RouteTable
+    routes: URLs
     #: The path of ``/v2`` as the client sees it (``SCRIPT_NAME`` included).
     base_path: str
     params: dict[str, str]
     identity: object = None
-    #: Whether ``POST ?mount=`` without ``from`` may link a blob found in any repository.
-    allow_mount_anywhere: bool = False
     #: What the request did, for the app to publish once the handler returned.
     events: list[Happened] = field(default_factory=list)
     #: The actions some event subscriber listens for now: only these are recorded.
@@ -47,15 +63,7 @@ class Context:
     @cached_property
     def base_url(self) -> str:
         """The absolute URL of ``/v2``, e.g. ``http://host:5000/v2``, from the request's ``Host``."""
-        environ = self.request.environ
-        scheme = environ.get("wsgi.url_scheme", "http")
-        host = environ.get("HTTP_HOST")
-        if not host:
-            host = f"{environ.get('SERVER_NAME', 'localhost')}:{environ.get('SERVER_PORT', '80')}"
-        default_port = _DEFAULT_PORTS.get(scheme)
-        if default_port and host.endswith(default_port):
-            host = host[: -len(default_port)]
-        return f"{scheme}://{host}{quote(self.base_path)}"
+        return base_url(self.request.environ, self.base_path)
 
     def url(self, endpoint: str, **values: str) -> str:
         """The absolute URL of an endpoint, built from the route table."""

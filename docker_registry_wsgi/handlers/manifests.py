@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..responses import Reply
+from werkzeug.http import quote_etag
 
 from ..content import StoredManifest
 from ..digests import Digest
@@ -14,23 +15,39 @@ from .context import Context, respond
 
 
 def _acceptable(ctx: Context, stored: StoredManifest) -> bool:
-    """Whether the client's ``Accept`` admits the stored type.
+    """Whether the client's ``Accept`` (RFC 9110 12.5.1, read by werkzeug) admits the stored type.
 
-    Only a client that lists manifest types, none of them this one and no wildcard, is refused
-    (as distribution does for OCI types); no ``Accept`` at all means anything goes. Several
-    ``Accept`` headers reach WSGI joined by commas.
+    The most specific media range that matches the type decides, and ``q=0`` on it means "not
+    acceptable". A client whose ranges do not match the type at all is refused only when it
+    names other manifest types it accepts (as distribution refuses OCI types); no ``Accept``, or
+    one naming no manifest type, gets the manifest as stored. Several ``Accept`` headers reach
+    WSGI joined by commas.
     """
-    header = ctx.request.environ.get("HTTP_ACCEPT")
-    if not header:
-        return True
-    accepted = {item.split(";", 1)[0].strip().lower() for item in header.split(",")}
-    if stored.media_type in accepted or "*/*" in accepted or "application/*" in accepted:
-        return True
-    return accepted.isdisjoint(MANIFEST_TYPES)
+    header = ctx.request.environ.get("HTTP_ACCEPT", "")
+    if ";" not in header:
+        # No parameters, so every range weighs 1 (12.4.2): a set answers as werkzeug would, at a
+        # tenth of its cost, for the headers docker, containerd and skopeo send on every pull.
+        ranges = {item.strip().lower() for item in header.split(",")}
+        media_type = stored.media_type
+        if not ranges.isdisjoint((media_type, media_type.partition("/")[0] + "/*", "*/*")):
+            return True
+        return ranges.isdisjoint(MANIFEST_TYPES)
+    accept = ctx.request.accept_mimetypes
+    if accept.find(stored.media_type) >= 0:  # some range matches the type
+        return accept.quality(stored.media_type) > 0
+    return not any(quality > 0 and _bare_type(value) in MANIFEST_TYPES for value, quality in accept)
+
+
+def _bare_type(value: str) -> str:
+    return value.partition(";")[0].strip().lower()
 
 
 def get_manifest(ctx: Context) -> Reply:
-    """GET/HEAD: the manifest exactly as pushed, typed by its own media type."""
+    """GET/HEAD: the manifest exactly as pushed, typed by its own media type.
+
+    Its digest is its strong ETag, by digest and by tag alike: ``If-None-Match`` naming it gets
+    304 with the ETag and ``Docker-Content-Digest`` and no body (RFC 9110 13.1.2, as distribution).
+    """
     name = ctx.params["name"]
     reference = parse_reference(ctx.params["reference"])
     if ctx.head:
@@ -42,14 +59,15 @@ def get_manifest(ctx: Context) -> Reply:
             {"mediaType": stored.media_type},
             message="manifest exists, but the Accept header does not admit its media type",
         )
-    etag = f'"{stored.digest}"'
+    etag = quote_etag(str(stored.digest))
+    if "HTTP_IF_NONE_MATCH" in ctx.request.environ and ctx.request.if_none_match.contains_weak(
+            str(stored.digest)):
+        return respond(304, {"ETag": etag, "Docker-Content-Digest": str(stored.digest)})
     headers = {
         "Docker-Content-Digest": str(stored.digest),
         "ETag": etag,
         "Content-Length": str(stored.size),
     }
-    if isinstance(reference, Digest) and etag in ctx.request.environ.get("HTTP_IF_NONE_MATCH", ""):
-        return respond(304, {"ETag": etag, "Docker-Content-Digest": str(stored.digest)})
     if not ctx.head:
         ctx.record("pull", "manifest", digest=str(stored.digest), media_type=stored.media_type,
                    size=stored.size, tag=None if isinstance(reference, Digest) else reference)

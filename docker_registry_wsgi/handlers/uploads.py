@@ -10,10 +10,9 @@ from __future__ import annotations
 from ..responses import Reply
 
 from ..content import Upload
-from ..digests import check_algorithm, parse_digest
+from ..digests import parse_digest
 from ..errors import BlobUploadInvalid, SizeInvalid
 from ..ranges import RangeSyntaxError, format_upload_range, parse_content_range
-from ..references import parse_name
 from ..streams import has_body, iter_body
 from ..events import BLOB_MEDIA_TYPE
 from .context import Context, respond
@@ -52,38 +51,39 @@ def _chunk_bounds(ctx: Context) -> tuple[int | None, int | None]:
 
 
 def start_upload(ctx: Context) -> Reply:
-    """POST: mount (201/202), monolithic upload with ``?digest=`` (201), or a new session (202)."""
+    """POST: mount (201), monolithic upload with ``?digest=`` (201), or a new session (202).
+
+    What happens is the content layer's rule (:meth:`~.content.uploads.Uploads.post`); this
+    reads the query and the body's framing, and answers.
+    """
     name = ctx.params["name"]
     args = ctx.request.args
-    mount = args.get("mount")
-    if mount is not None:
-        digest = parse_digest(mount)
-        source = args.get("from")
-        if source is not None:
-            parse_name(source)
-        if (source is not None or ctx.allow_mount_anywhere) and ctx.content.mount_blob(
-            name, digest, source
-        ):
-            if ctx.wants("mount"):
-                ctx.record("mount", "blob", digest=str(digest), media_type=BLOB_MEDIA_TYPE,
-                           size=ctx.content.stat_blob(name, digest), from_repository=source)
-            return _created(ctx, name, str(digest))
-    digest_param = args.get("digest")
-    algorithm = args.get("digest-algorithm") or "sha256"
-    if digest_param is not None:
-        digest = parse_digest(digest_param)
-        algorithm = digest.algorithm
-    if digest_param is not None and (mount is None or has_body(ctx.request)):
+    mount, digest = args.get("mount"), args.get("digest")
+    body, length = None, None
+    if digest is not None and has_body(ctx.request):
         _, length = _chunk_bounds(ctx)
-        size = ctx.content.push_blob(name, digest, iter_body(ctx.request), length=length)
-        ctx.record("push", "blob", digest=str(digest), media_type=BLOB_MEDIA_TYPE, size=size)
-        return _created(ctx, name, str(digest))
-    upload = ctx.content.start_upload(name, check_algorithm(algorithm))
-    headers = _session_headers(ctx, upload)
-    min_chunk = ctx.content.storage.min_chunk_size
-    if min_chunk:
-        headers["OCI-Chunk-Min-Length"] = str(min_chunk)
-    return respond(202, {**headers, "Content-Length": "0"})
+        body = iter_body(ctx.request)
+    started = ctx.content.post_upload(
+        name,
+        mount=parse_digest(mount) if mount is not None else None,
+        source=args.get("from"),
+        digest=parse_digest(digest) if digest is not None else None,
+        algorithm=args.get("digest-algorithm") or "sha256",
+        body=body,
+        length=length,
+    )
+    if started.upload is not None:
+        headers = _session_headers(ctx, started.upload)
+        if ctx.content.min_chunk_size:
+            headers["OCI-Chunk-Min-Length"] = str(ctx.content.min_chunk_size)
+        return respond(202, {**headers, "Content-Length": "0"})
+    if started.mounted:
+        ctx.record("mount", "blob", digest=str(started.digest), media_type=BLOB_MEDIA_TYPE,
+                   size=started.size, from_repository=started.source)
+    else:
+        ctx.record("push", "blob", digest=str(started.digest), media_type=BLOB_MEDIA_TYPE,
+                   size=started.size)
+    return _created(ctx, name, str(started.digest))
 
 
 def upload_status(ctx: Context) -> Reply:
@@ -93,15 +93,10 @@ def upload_status(ctx: Context) -> Reply:
 
 
 def patch_upload(ctx: Context) -> Reply:
-    """PATCH: append a chunk; 416 (session intact) when it does not start at the current offset."""
+    """PATCH: append a chunk; 416 (session intact, its ``Location`` and ``Range``) when it does not start at the offset."""
     upload = ctx.content.get_upload(ctx.params["name"], ctx.params["upload_id"])
     start, length = _chunk_bounds(ctx)
-    try:
-        ctx.content.append(upload, iter_body(ctx.request), start=start, length=length)
-    except BlobUploadInvalid as exc:
-        if exc.status == 416:
-            exc.headers.update(_session_headers(ctx, upload))
-        raise
+    ctx.content.append(upload, iter_body(ctx.request), start=start, length=length)
     return respond(202, {**_session_headers(ctx, upload), "Content-Length": "0"})
 
 
@@ -117,12 +112,7 @@ def finish_upload(ctx: Context) -> Reply:
     if has_body(ctx.request):
         start, length = _chunk_bounds(ctx)
         chunks = iter_body(ctx.request)
-    try:
-        size = ctx.content.finish(upload, digest, chunks, start=start, length=length)
-    except BlobUploadInvalid as exc:
-        if exc.status == 416:
-            exc.headers.update(_session_headers(ctx, upload))
-        raise
+    size = ctx.content.finish(upload, digest, chunks, start=start, length=length)
     ctx.record("push", "blob", digest=str(digest), media_type=BLOB_MEDIA_TYPE, size=size)
     return _created(ctx, upload.name, str(digest))
 

@@ -24,16 +24,10 @@ from __future__ import annotations
 
 import json
 import weakref
-from typing import TYPE_CHECKING, Any, Callable, TypeVar, cast
+from typing import TYPE_CHECKING, Callable, TypeVar
 
-from ..content import (
-    Page,
-    RegistryContent,
-    StoredManifest,
-    _blob_key,
-    _revision_key,
-    _tags_prefix,
-)
+from ..content import Page, RegistryContent, ServedBlob, StoredManifest
+from ..content.paths import revision_key, tags_prefix
 from ..digests import Digest, digest_bytes, parse_digest
 from ..errors import (
     BlobUnknown,
@@ -46,7 +40,7 @@ from ..errors import (
 )
 from ..manifests import Manifest, parse_manifest
 from ..references import Reference
-from ..storage.base import BlobReader, KeyNotFound, Storage
+from ..storage.base import BlobReader, KeyNotFound
 from .fills import LiveReader
 from .upstream import UpstreamError
 
@@ -56,19 +50,6 @@ if TYPE_CHECKING:
 __all__ = ["MirroredContent"]
 
 T = TypeVar("T")
-
-
-class _NoRedirect:
-    """The storage, except that it offers no redirect: the blob is being streamed, not stored yet."""
-
-    def __init__(self, storage: Storage) -> None:
-        self._storage = storage
-
-    def redirect_url(self, key: str, *, method: str = "GET") -> str | None:
-        return None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._storage, name)
 
 
 def _close_unclaimed(unclaimed: list[LiveReader]) -> None:
@@ -81,23 +62,12 @@ class MirroredContent(RegistryContent):
     """The content of one mirrored repository, for one request (see the module docstring)."""
 
     def __init__(self, base: RegistryContent, route: "MirrorRoute", method: str) -> None:
-        self._live: LiveReader | None = None
-        super().__init__(base.storage, max_manifest_size=base.max_manifest_size, usage=base.usage)
+        super().__init__(base.storage, max_manifest_size=base.max_manifest_size, usage=base.usage,
+                         mount_without_from=base.blobs.mount_without_from)
         self.base = base
         self.route = route
         self.method = method
         self._unclaimed: list[LiveReader] = []
-
-    @property
-    def storage(self) -> Storage:
-        """The storage; without redirects while this request streams a blob being filled."""
-        if self._live is not None:
-            return cast(Storage, _NoRedirect(self._storage))
-        return self._storage
-
-    @storage.setter
-    def storage(self, value: Storage) -> None:
-        self._storage = value
 
     @property
     def _upstream_name(self) -> str:
@@ -105,30 +75,32 @@ class MirroredContent(RegistryContent):
 
     # -- blobs ----------------------------------------------------------------------------------
 
-    def stat_blob(self, name: str, digest: Digest, *, touch: bool = False) -> int:
-        """The blob's size: cached (and touched), from a ``HEAD`` upstream, or from its fill."""
+    def serve_blob(self, name: str, digest: Digest, *, touch: bool = False,
+                   redirect: bool = False) -> ServedBlob:
+        """The blob: cached (and touched), its size from a ``HEAD`` upstream, or the live stream of its fill.
+
+        A blob being filled is streamed, never redirected to: the storage does not hold it yet.
+        """
         try:
-            return super().stat_blob(name, digest, touch=True)
+            return super().serve_blob(name, digest, touch=True, redirect=redirect)
         except BlobUnknown:
             pass
         runtime = self.route.runtime
         if self.method == "HEAD":
-            return self._upstream(lambda: runtime.upstream.head_blob(self._upstream_name, str(digest)),
+            size = self._upstream(lambda: runtime.upstream.head_blob(self._upstream_name, str(digest)),
                                   BlobUnknown, {"digest": str(digest)})
+            return ServedBlob(digest, size)
         outcome = runtime.fills.fetch(self.base, runtime.upstream, name, self._upstream_name, digest,
                                       fill_wait=runtime.mirror.fill_wait)
         if outcome.reader is None:
-            return super().stat_blob(name, digest, touch=True)
-        self._live = outcome.reader
-        self._unclaimed.append(outcome.reader)
+            return super().serve_blob(name, digest, touch=True, redirect=redirect)
+        live = outcome.reader
+        self._unclaimed.append(live)
         weakref.finalize(self, _close_unclaimed, self._unclaimed)
-        return outcome.size
+        return ServedBlob(digest, outcome.size, None, lambda offset: self._claim(live, offset))
 
-    def open_blob(self, name: str, digest: Digest, offset: int = 0) -> BlobReader:
-        """The live stream this request joined (from ``offset``), else the stored blob."""
-        if self._live is None:
-            return super().open_blob(name, digest, offset)
-        reader = self._live
+    def _claim(self, reader: LiveReader, offset: int) -> BlobReader:
+        """The live stream this request joined, from ``offset``; the request now closes it."""
         if reader in self._unclaimed:
             self._unclaimed.remove(reader)
         reader.seek(offset)
@@ -175,9 +147,9 @@ class MirroredContent(RegistryContent):
     def _local_tag(self, name: str, tag: str) -> tuple[StoredManifest, float] | None:
         """The cached tag and when the upstream last confirmed it; ``None`` if absent or dangling."""
         try:
-            doc = json.loads(self.storage.read(_tags_prefix(name) + tag))
+            doc = json.loads(self.storage.read(tags_prefix(name) + tag))
             stored = StoredManifest(parse_digest(doc["digest"]), doc["mediaType"], doc["size"])
-            self.storage.size(_revision_key(name, stored.digest))
+            self.storage.size(revision_key(name, stored.digest))
         except (KeyNotFound, ValueError, KeyError, TypeError, RegistryError):
             return None
         checked = doc.get("checked")
@@ -239,20 +211,14 @@ class MirroredContent(RegistryContent):
                         tag: str | None) -> None:
         """Store a manifest as a push does, without requiring its blobs (a cache fetches them later)."""
         self.usage.touch(digest)  # before writing: a sweep of older bytes ends first
-        self.storage.write(_blob_key(digest), body, if_absent=True)
-        link: dict[str, object] = {"mediaType": manifest.media_type, "size": len(body)}
-        if manifest.subject is not None:
-            link["subject"] = str(manifest.subject.digest)
-        self.storage.write(_revision_key(name, digest), json.dumps(link).encode())
-        self._register(name)
-        self._add_referrer(name, digest, manifest, len(body))
+        self.manifests.write_revision(name, digest, body, manifest)
         if tag is not None:
             self._write_tag(name, tag, StoredManifest(digest, manifest.media_type, len(body)))
 
     def _write_tag(self, name: str, tag: str, stored: StoredManifest) -> None:
         """Point ``tag`` at ``stored``, confirmed now; ``pushed`` stays while the digest does."""
         now = self.route.runtime.clock()
-        key = _tags_prefix(name) + tag
+        key = tags_prefix(name) + tag
         pushed = now
         try:
             previous = json.loads(self.storage.read(key))
@@ -266,7 +232,7 @@ class MirroredContent(RegistryContent):
 
     def _drop_tag(self, name: str, tag: str, digest: Digest) -> None:
         """The upstream no longer has ``tag``: neither does the cache (its manifest stays for gc)."""
-        self._untag(name, [tag], digest)
+        self.manifests.untag(name, [tag], digest)
 
     # -- tags -----------------------------------------------------------------------------------
 

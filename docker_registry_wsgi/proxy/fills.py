@@ -44,7 +44,7 @@ from ..errors import (
     Unavailable,
     UpstreamFailed,
 )
-from ..storage.base import KeyNotFound, StorageError, StorageFull
+from ..storage.base import StorageError, StorageFull
 from ..streams import CHUNK_SIZE
 from .flights import FillLease
 from .upstream import BlobStream, Upstream, UpstreamError
@@ -294,13 +294,12 @@ class _Fill:
         upstream to say (a ``HEAD``), unless a fill from that same repository stored them: else
         a digest would open a blob of another repository, maybe a private one.
         """
-        try:
-            size = self.content.storage.size(self.content.blob_key(self.digest))
-        except KeyNotFound:
+        if self.content.blobs.stored_size(self.digest) is None:
             return False
         if not confirmed:
             self.upstream.head_blob(self.upstream_name, str(self.digest))
-        if not self.content.mount_blob(self.local_name, self.digest, None):
+        size = self.content.blobs.adopt(self.local_name, self.digest)
+        if size is None:
             return False  # collected meanwhile
         self._set(STORED, size)
         return True

@@ -25,15 +25,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from ..content import _blob_key, _layer_key, _repo
+from ..content.paths import blob_key, layer_key, repo
 from ..digests import parse_digest
 from ..errors import RegistryError
-from ..gc import _digest_of_blob_key
+from ..gc import AfterCollection, _digest_of_blob_key
 from ..storage.base import Storage, StorageError, VersionConflict
 from ..usage import Usage, UsageRecords
 from .config import Mirror
 
-__all__ = ["Pruner", "PruneReport"]
+__all__ = ["Pruner", "PruneReport", "pruning"]
 
 
 @dataclass
@@ -49,14 +49,19 @@ class PruneReport:
     errors: list[str] = field(default_factory=list)
     dry_run: bool = False
 
+    @property
+    def label(self) -> str:
+        """The mirror pruned, for error lines."""
+        return self.mirror.label
+
     def summary(self) -> str:
         budget = self.mirror.budget or 0
         verb = "would evict" if self.dry_run else "evicted"
         return (f"prune {self.mirror.namespace or '(every name)'}: {self.used_before:,} of "
                 f"{budget:,} bytes used; {verb} {len(self.evicted)} blobs "
                 f"({sum(size for _, size in self.evicted):,} bytes, {self.bytes_deleted:,} deleted), "
-                f"now {self.used_after:,}; {self.spared_recent} over budget but pulled recently; "
-                f"{len(self.errors)} errors")
+                f"now {self.used_after:,}; {self.spared_recent} over budget but pulled recently"
+                + (f"; {len(self.errors)} errors" if self.errors else ""))
 
 
 @dataclass
@@ -108,9 +113,9 @@ class Pruner:
         listed = []
         for name in repositories:
             owner = self.owner(name)
-            layers = {key.replace("/", ":", 1) for key in self.storage.list(f"{_repo(name)}/_layers/")}
+            layers = {key.replace("/", ":", 1) for key in self.storage.list(f"{repo(name)}/_layers/")}
             revisions = {key.replace("/", ":", 1)
-                         for key in self.storage.list(f"{_repo(name)}/_manifests/revisions/")}
+                         for key in self.storage.list(f"{repo(name)}/_manifests/revisions/")}
             listed.append((name, owner.namespace if owner is not None else None, layers, revisions))
         sizes = {d: size for key, size in self.storage.list_sizes("blobs/")
                  if (d := _digest_of_blob_key(key)) is not None}
@@ -175,9 +180,9 @@ class Pruner:
         try:
             parsed = parse_digest(digest)
             for name in info.links:
-                self.storage.delete(_layer_key(name, parsed))
+                self.storage.delete(layer_key(name, parsed))
             if not info.elsewhere:
-                self.storage.delete(_blob_key(parsed))
+                self.storage.delete(blob_key(parsed))
                 report.bytes_deleted += info.size
                 deleted = True
             report.evicted.append((digest, info.size))
@@ -188,3 +193,15 @@ class Pruner:
             return False
         finally:
             self.usage.end_sweep(digest, held, usage, gone=deleted)
+
+
+def pruning(storage: Storage, mirrors: Sequence[Mirror]) -> AfterCollection | None:
+    """The garbage collector's step that prunes ``mirrors`` with a budget, or ``None`` if none
+    has one: ``Collector(..., after=[step])`` runs it under its usage records and dry run."""
+    if not any(mirror.budget is not None for mirror in mirrors):
+        return None
+
+    def prune(usage: UsageRecords, *, dry_run: bool, clock: Callable[[], float]) -> list[PruneReport]:
+        return Pruner(storage, mirrors, usage=usage, dry_run=dry_run, clock=clock).run()
+
+    return prune

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
-from .. import __version__
-from ..auth.scope import ChallengeError, parse_challenges
+from ..version import __version__
+from ..auth.challenges import ChallengeError, parse_challenges
 from ..auth.token import InvalidToken, bearer_token
 from ..manifests import MANIFEST_TYPES
 

@@ -18,6 +18,9 @@ Optional knobs: the fixture ``other_storage`` (a second instance over the same b
 process or host would have; defaults to ``storage``), the attributes ``max_examples``
 (hypothesis examples per property) and ``threads`` (concurrency of the race tests).
 
+:class:`LargeStorageSuite` is the suite's large mode: a few uploads over 8 MiB, subclassed the
+same way (with ``fsync`` on, for a backend that has it).
+
 The race tests hold one request at a chosen point with events (a chunk iterator that stops
 until the test lets it go), so each interleaving the protocol's concurrency contract speaks of
 is reached on every run. Each test ends by checking that it left no upload behind.
@@ -49,6 +52,7 @@ from ..storage.base import (
 
 __all__ = [
     "StorageSuite",
+    "LargeStorageSuite",
     "ChunkFailure",
     "Parked",
     "HOSTILE_KEYS",
@@ -233,8 +237,8 @@ def _tree(root: Path) -> set[str]:
     return {str(p.relative_to(root)) for p in root.rglob("*")}
 
 
-class StorageSuite:
-    """The conformance tests; subclass it with a ``storage`` fixture (see the module docstring)."""
+class _SuiteBase:
+    """The fixtures and helpers :class:`StorageSuite` and :class:`LargeStorageSuite` share."""
 
     #: Hypothesis examples per property test; lower it for slow (remote) backends.
     max_examples: int = 25
@@ -290,6 +294,11 @@ class StorageSuite:
         if data:
             state = storage.write_upload(upload_id, state.version, [data], meta("first"))
         return upload_id, state
+
+
+
+class StorageSuite(_SuiteBase):
+    """The conformance tests; subclass it with a ``storage`` fixture (see the module docstring)."""
 
     # -- small objects ------------------------------------------------------------------------
 
@@ -1161,3 +1170,82 @@ class StorageSuite:
 
     def test_close_is_safe(self, storage: Storage) -> None:
         storage.close()
+
+
+#: The registry's read and request-body piece (``streams.CHUNK_SIZE``).
+READ_SIZE = _MiB
+#: Where the filesystem backend starts writing an upload back to disk (``sync_file_range``).
+WRITEBACK_STEP = 8 * _MiB
+
+
+class LargeStorageSuite(_SuiteBase):
+    """The suite's large mode: uploads over 8 MiB, read back in the registry's 1 MiB pieces.
+
+    Each body crosses the sizes where backends change how they work: the registry's 1 MiB read
+    and request piece, the filesystem's 8 MiB writeback step (run it with ``fsync=True``: the
+    writeback and the fsyncs are what it is about) and the backend's ``part_size`` (S3's 5 MiB
+    multipart part). Subclass it like :class:`StorageSuite`; it has a few tests, each writing
+    about ``WRITEBACK_STEP + part_size`` bytes, so it suits a default test run.
+    """
+
+    @pytest.fixture
+    def size(self, part: int) -> int:
+        """A body past the writeback step and a part boundary, not a multiple of either."""
+        return max(WRITEBACK_STEP, part) + READ_SIZE + 3
+
+    @pytest.fixture
+    def boundaries(self, storage: Storage, size: int) -> list[int]:
+        """Offsets on both sides of every boundary the body crosses, and its two ends."""
+        edges = {0, size}
+        for step in {READ_SIZE, WRITEBACK_STEP, int(getattr(storage, "part_size", 0) or WRITEBACK_STEP)}:
+            edges.update(range(step, size, step))
+        return sorted({o for edge in edges for o in (edge - 1, edge, edge + 1) if 0 <= o <= size})
+
+    def test_large_body_in_one_request(self, storage: Storage, ns: str, size: int,
+                                       boundaries: list[int]) -> None:
+        """One request of pieces just under 1 MiB, read whole, and in two reads from each boundary."""
+        data = payload(size, seed=101)
+        assert self.upload(storage, [split(data, [READ_SIZE - 1] * (size // READ_SIZE))], ns + "big") == size
+        assert storage.size(ns + "big") == size
+        assert read_all(storage, ns + "big", piece=READ_SIZE) == data
+        for offset in boundaries:
+            reader = storage.open(ns + "big", offset)
+            try:
+                window = reader.read(READ_SIZE + 2) + reader.read(READ_SIZE + 2)
+            finally:
+                reader.close()
+            assert window == data[offset:offset + 2 * (READ_SIZE + 2)], f"read from {offset} differs"
+
+    def test_large_body_resumed_at_an_odd_offset(self, storage: Storage, other_storage: Storage,
+                                                 ns: str, size: int) -> None:
+        """A short first request, then the rest (past the writeback step) from another instance."""
+        data = payload(size, seed=102)
+        upload_id, state = self.started(storage, data[:READ_SIZE + 3])
+        state = other_storage.write_upload(upload_id, state.version,
+                                           split(data[state.size:], [700_001] * (size // 700_001)),
+                                           meta("rest"))
+        assert (state.size, state.meta) == (size, b"rest")
+        reader = storage.open_upload(upload_id, state.version)
+        try:
+            assert reader.read(READ_SIZE) == data[:READ_SIZE]
+        finally:
+            reader.close()
+        storage.commit_upload(upload_id, state.version, ns + "big")
+        assert read_all(storage, ns + "big", piece=READ_SIZE) == data
+
+    def test_large_request_that_breaks_off_past_the_writeback_step(self, storage: Storage, ns: str,
+                                                                   size: int) -> None:
+        """A body dropped past 8 MiB records nothing; the same version then takes the whole rest."""
+        data = payload(size, seed=103)
+        upload_id, state = self.started(storage, data[:3])
+        with pytest.raises(ChunkFailure):
+            storage.write_upload(upload_id, state.version,
+                                 failing(split(data[3:], [READ_SIZE] * (size // READ_SIZE)),
+                                         WRITEBACK_STEP + 100),
+                                 meta("never"))
+        assert storage.upload_state(upload_id) == state
+        state = storage.write_upload(upload_id, state.version, [data[3:]], meta("rest"))
+        assert state.size == size
+        storage.commit_upload(upload_id, state.version, ns + "big")
+        assert storage.size(ns + "big") == size
+        assert read_all(storage, ns + "big", piece=READ_SIZE) == data

@@ -27,7 +27,8 @@ from docker_registry_wsgi.auth.base import Access
 from docker_registry_wsgi.auth.htpasswd import HtpasswdAuth
 from docker_registry_wsgi.auth.issuer import TokenIssuer
 from docker_registry_wsgi.auth.policy import RulePolicy
-from docker_registry_wsgi.auth.scope import format_scopes, parse_challenges, parse_scopes
+from docker_registry_wsgi.auth.challenges import parse_challenges
+from docker_registry_wsgi.auth.scope import format_scopes, parse_scopes
 from docker_registry_wsgi.auth.throttle import FailureThrottle
 from docker_registry_wsgi.auth.token import TokenAuth, key_id, load_public_keys
 from docker_registry_wsgi.storage import MemoryStorage

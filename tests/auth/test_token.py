@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from docker_registry_wsgi.auth.base import Access
-from docker_registry_wsgi.auth.scope import parse_challenges, parse_scopes
+from docker_registry_wsgi.auth.challenges import parse_challenges
+from docker_registry_wsgi.auth.scope import parse_scopes
 from docker_registry_wsgi.auth.token import (
     InvalidToken,
     KeyFileError,

@@ -8,6 +8,7 @@ import json
 
 import pytest
 import webtest
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from docker_registry_wsgi import Registry
 from docker_registry_wsgi.storage import MemoryStorage, Storage
@@ -19,6 +20,7 @@ from . import (
     OCI_INDEX,
     OCI_LAYER,
     OCI_MANIFEST,
+    Image,
     RegistryClient,
     assert_api_version,
     assert_error,
@@ -204,13 +206,229 @@ def test_end_3_accept_only_other_manifest_types_404(app: webtest.TestApp, client
                               status=404), 404)
 
 
-def test_end_3_if_none_match_by_digest_304(app: webtest.TestApp, client: RegistryClient, blobs: None) -> None:
+#: ``Accept`` as real clients send it on a manifest GET or HEAD, captured from a loopback server
+#: (several header lines joined by ", ", as WSGI servers join them): dockerd 28.2.2 (six lines),
+#: containerd 1.6.20's ``ctr images pull`` (one line, with ``*/*``), skopeo 1.9.3 (six lines).
+#: None of them sends q values.
+REAL_CLIENT_ACCEPT = {
+    "docker": ", ".join([OCI_INDEX, "application/vnd.docker.distribution.manifest.v1+prettyjws",
+                         "application/json", OCI_MANIFEST, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST]),
+    "containerd": f"{DOCKER_MANIFEST}, {DOCKER_MANIFEST_LIST}, {OCI_MANIFEST}, {OCI_INDEX}, */*",
+    "skopeo": ", ".join([OCI_MANIFEST, DOCKER_MANIFEST,
+                         "application/vnd.docker.distribution.manifest.v1+prettyjws",
+                         "application/vnd.docker.distribution.manifest.v1+json",
+                         DOCKER_MANIFEST_LIST, OCI_INDEX]),
+}
+MANIFEST_TYPES = (OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST)
+
+
+@pytest.fixture
+def every_type(client: RegistryClient) -> dict[str, Image]:
+    """One manifest of each stored type in ``lib/app``, tagged by a name of its own."""
+    oci = client.push_image("lib/app", "oci")
+    docker = client.push_image("lib/app", "docker", media_type=DOCKER_MANIFEST, layers=[b"docker layer"])
+    return {
+        OCI_MANIFEST: oci,
+        DOCKER_MANIFEST: docker,
+        OCI_INDEX: client.push_index("lib/app", "oci-index", [oci]),
+        DOCKER_MANIFEST_LIST: client.push_index("lib/app", "docker-list", [docker],
+                                                media_type=DOCKER_MANIFEST_LIST),
+    }
+
+
+def _tag(media_type: str) -> str:
+    return {OCI_MANIFEST: "oci", DOCKER_MANIFEST: "docker", OCI_INDEX: "oci-index",
+            DOCKER_MANIFEST_LIST: "docker-list"}[media_type]
+
+
+@pytest.mark.parametrize("client_name", sorted(REAL_CLIENT_ACCEPT))
+def test_end_3_real_clients_get_every_manifest_type(app: webtest.TestApp, every_type: dict[str, Image],
+                                                    client_name: str) -> None:
+    """oci-distribution-spec.md "Pulling manifests": docker, containerd and skopeo get each of the
+    four stored types, by tag and by digest, GET and HEAD, typed as pushed."""
+    accept = {"Accept": REAL_CLIENT_ACCEPT[client_name]}
+    for media_type, image in every_type.items():
+        for reference in (_tag(media_type), image.digest):
+            response = app.get(f"/v2/lib/app/manifests/{reference}", headers=accept, status=200)
+            assert response.body == image.body
+            assert response.headers["Content-Type"] == media_type
+            head = app.head(f"/v2/lib/app/manifests/{reference}", headers=accept, status=200)
+            assert head.headers["Content-Type"] == media_type
+            assert head.headers["Docker-Content-Digest"] == image.digest
+
+
+@pytest.mark.parametrize("accept", [
+    f"{OCI_MANIFEST};q=0",
+    f"{OCI_MANIFEST};q=0.000",
+    f"{OCI_MANIFEST}; Q=0",
+    f"*/*, {OCI_MANIFEST};q=0",  # the most specific range decides (RFC 9110 12.5.1)
+    f"{OCI_MANIFEST};q=0, application/*",
+    f"{DOCKER_MANIFEST}, {OCI_MANIFEST};q=0",
+    "*/*;q=0",
+    "application/*;q=0",
+])
+def test_end_3_accept_q0_is_not_acceptable(app: webtest.TestApp, client: RegistryClient, blobs: None,
+                                          accept: str) -> None:
+    """RFC 9110 12.4.2: "a value of 0 means not acceptable": 404 MANIFEST_UNKNOWN as for a type the
+    client does not list (distribution's answer), by tag and by digest, GET and HEAD."""
     body = _manifest()
     client.put_manifest("lib/app", "v1", body, OCI_MANIFEST)
-    response = app.get(f"/v2/lib/app/manifests/{sha256(body)}",
-                       headers={"If-None-Match": f'"{sha256(body)}"'}, status=304)
+    for reference in ("v1", sha256(body)):
+        response = app.get(f"/v2/lib/app/manifests/{reference}", headers={"Accept": accept}, status=404)
+        assert_error(response, 404, "MANIFEST_UNKNOWN")
+        assert_error(app.head(f"/v2/lib/app/manifests/{reference}", headers={"Accept": accept},
+                              status=404), 404)
+
+
+@pytest.mark.parametrize("accept", [
+    f"application/*;q=0, {OCI_MANIFEST}",  # the exact type is more specific than the range
+    f"{OCI_MANIFEST};q=0.001",
+    OCI_MANIFEST.upper(),  # media types are case-insensitive (RFC 9110 8.3.1)
+    f"{DOCKER_MANIFEST};q=0",  # refuses another type only: nothing said about this one
+    "application/json",  # names no manifest type: served as stored
+    f"{OCI_MANIFEST};q=abc",  # unreadable: as if absent, never a 500
+    "",
+])
+def test_end_3_accept_admits_with_q_above_0(app: webtest.TestApp, client: RegistryClient, blobs: None,
+                                           accept: str) -> None:
+    """RFC 9110 12.5.1: the most specific matching range gives the quality; any q above 0 admits."""
+    body = _manifest()
+    client.put_manifest("lib/app", "v1", body, OCI_MANIFEST)
+    response = app.get("/v2/lib/app/manifests/v1", headers={"Accept": accept}, status=200)
+    assert response.body == body and response.headers["Content-Type"] == OCI_MANIFEST
+
+
+_ranges = st.sampled_from([*MANIFEST_TYPES, "*/*", "application/*", "application/json", "text/plain"])
+_qualities = st.sampled_from([None, "0", "0.0", "0.5", "1", "1.000"])
+
+
+def _specificity(media_range: str, media_type: str) -> int | None:
+    """How specifically ``media_range`` names ``media_type``: 2 exactly, 1 by subtype, 0 by
+    ``*/*``; None if it does not."""
+    if media_range == media_type:
+        return 2
+    if media_range == media_type.split("/")[0] + "/*":
+        return 1
+    return 0 if media_range == "*/*" else None
+
+
+def _model_acceptable(items: list[tuple[str, str | None]], stored: str) -> bool:
+    """RFC 9110 12.5.1 over parsed items, plus the registry's rule for types not named at all."""
+    scored = [(spec, 1.0 if q is None else float(q)) for media_range, q in items
+              if (spec := _specificity(media_range, stored)) is not None]
+    if not items:
+        return True
+    if scored:
+        best = max(spec for spec, _ in scored)
+        return max(q for spec, q in scored if spec == best) > 0
+    return not any((1.0 if q is None else float(q)) > 0 and r in MANIFEST_TYPES for r, q in items)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(items=st.lists(st.tuples(_ranges, _qualities), max_size=5), stored=st.sampled_from(MANIFEST_TYPES))
+@example(items=[("*/*", None), (OCI_MANIFEST, "0")], stored=OCI_MANIFEST)
+@example(items=[(DOCKER_MANIFEST, None)], stored=OCI_MANIFEST)
+@example(items=[("application/json", None)], stored=OCI_INDEX)
+def test_end_3_accept_against_a_model(app: webtest.TestApp, every_type: dict[str, Image],
+                                      items: list[tuple[str, str | None]], stored: str) -> None:
+    """RFC 9110 12.4.2 and 12.5.1 (q values, most specific range first) against a model, through
+    the app: 200 with the manifest, or 404 MANIFEST_UNKNOWN."""
+    accept = ", ".join(r if q is None else f"{r};q={q}" for r, q in items)
+    headers = {"Accept": accept} if items else {}
+    response = app.get(f"/v2/lib/app/manifests/{_tag(stored)}", headers=headers, expect_errors=True)
+    if _model_acceptable(items, stored):
+        assert response.status_int == 200 and response.body == every_type[stored].body
+    else:
+        assert_error(response, 404, "MANIFEST_UNKNOWN")
+
+
+@pytest.mark.parametrize("headers", [
+    {},
+    {"Accept": REAL_CLIENT_ACCEPT["docker"]},
+    {"Accept": f"{OCI_MANIFEST};q=0"},
+    {"If-None-Match": "*"},
+    {"If-None-Match": '"sha256:' + "0" * 64 + '"'},
+])
+def test_end_3_head_answers_the_headers_of_get(app: webtest.TestApp, client: RegistryClient, blobs: None,
+                                               headers: dict[str, str]) -> None:
+    """RFC 9110 9.3.2: HEAD sends the status and header fields GET would send, without the body."""
+    body = _manifest()
+    client.put_manifest("lib/app", "v1", body, OCI_MANIFEST)
+
+    def fields(response: webtest.TestResponse) -> list[tuple[str, str]]:
+        return sorted((k, v) for k, v in response.headerlist if k != "X-Request-ID")  # one per request
+
+    for reference in ("v1", sha256(body)):
+        get = app.get(f"/v2/lib/app/manifests/{reference}", headers=headers, expect_errors=True)
+        head = app.head(f"/v2/lib/app/manifests/{reference}", headers=headers, expect_errors=True)
+        assert (head.status_int, fields(head), head.body) == (get.status_int, fields(get), b"")
+
+
+# -- conditional requests (RFC 9110 section 13) ------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("by", ["digest", "tag"])
+@pytest.mark.parametrize("if_none_match", [
+    '"{digest}"',
+    'W/"{digest}"',  # If-None-Match compares weakly (RFC 9110 13.1.2)
+    '"sha256:{other}", "{digest}"',
+    "*",
+    "{digest}",  # unquoted, as distribution also accepts
+])
+def test_end_3_if_none_match_304(app: webtest.TestApp, client: RegistryClient, blobs: None,
+                                 method: str, by: str, if_none_match: str) -> None:
+    """RFC 9110 13.1.2, 15.4.5: a manifest the client holds (by digest or by tag) is 304 with its
+    ``ETag`` and ``Docker-Content-Digest`` and no body, as distribution answers."""
+    body = _manifest()
+    client.put_manifest("lib/app", "v1", body, OCI_MANIFEST)
+    digest = sha256(body)
+    reference = digest if by == "digest" else "v1"
+    header = if_none_match.format(digest=digest, other="0" * 64)
+    response = app.request(f"/v2/lib/app/manifests/{reference}", method=method,
+                           headers={"If-None-Match": header}, status=304)
     assert response.body == b""
-    assert response.headers["ETag"] == f'"{sha256(body)}"'
+    assert response.headers["ETag"] == f'"{digest}"'
+    assert response.headers["Docker-Content-Digest"] == digest
+    assert "Content-Length" not in response.headers and "Content-Type" not in response.headers
+    assert_api_version(response.headers)
+
+
+@pytest.mark.parametrize("if_none_match", ['"sha256:{other}"', '"{digest}x"', ""])
+def test_end_3_if_none_match_other_tag_200(app: webtest.TestApp, client: RegistryClient, blobs: None,
+                                          if_none_match: str) -> None:
+    """RFC 9110 13.1.2: another entity tag is a condition that holds: the full 200."""
+    body = _manifest()
+    client.put_manifest("lib/app", "v1", body, OCI_MANIFEST)
+    header = if_none_match.format(digest=sha256(body), other="0" * 64)
+    response = app.get("/v2/lib/app/manifests/v1", headers={"If-None-Match": header}, status=200)
+    assert response.body == body and response.headers["ETag"] == f'"{sha256(body)}"'
+
+
+def test_end_3_if_none_match_follows_the_tag(app: webtest.TestApp, client: RegistryClient,
+                                             blobs: None) -> None:
+    """A tag moved to another manifest no longer matches the old ETag: 200 with the new one."""
+    first, second = _manifest(), _manifest(annotations={"v": "2"})
+    client.put_manifest("lib/app", "v1", first, OCI_MANIFEST)
+    old = {"If-None-Match": f'"{sha256(first)}"'}
+    app.get("/v2/lib/app/manifests/v1", headers=old, status=304)
+    client.put_manifest("lib/app", "v1", second, OCI_MANIFEST)
+    response = app.get("/v2/lib/app/manifests/v1", headers=old, status=200)
+    assert response.body == second and response.headers["ETag"] == f'"{sha256(second)}"'
+
+
+def test_end_3_if_none_match_is_ignored_when_not_acceptable(app: webtest.TestApp, client: RegistryClient,
+                                                           blobs: None) -> None:
+    """RFC 9110 13.2.1: preconditions are ignored when the answer would not be 2xx: the 404 of an
+    unacceptable type stays a 404."""
+    body = _manifest()
+    client.put_manifest("lib/app", "v1", body, OCI_MANIFEST)
+    response = app.get("/v2/lib/app/manifests/v1", status=404,
+                       headers={"If-None-Match": f'"{sha256(body)}"', "Accept": DOCKER_MANIFEST})
+    assert_error(response, 404, "MANIFEST_UNKNOWN")
+    missing = app.get(f"/v2/lib/app/manifests/{sha256(b'none')}", status=404,
+                      headers={"If-None-Match": "*"})
+    assert_error(missing, 404, "MANIFEST_UNKNOWN")
 
 
 # -- validation --------------------------------------------------------------------------------

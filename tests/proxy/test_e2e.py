@@ -1,25 +1,25 @@
-"""The pull-through cache end to end: real upstreams on loopback, the cache under gunicorn, skopeo.
+"""The pull-through cache end to end: real upstreams on loopback, the cache as the shipped
+``docker-registry-wsgi serve --proxy NAMESPACE=URL`` (or ``--config`` with ``[[proxy]]`` tables),
+skopeo as the client.
 
 Upstreams: a second instance of this registry with token auth and its built-in issuer (the
 flow Docker Hub uses: a 401 with a Bearer challenge, a token from the realm for the repository's
 pull scope, with Basic credentials), behind a counting proxy that sees every request the cache
 makes; and the Debian ``docker-registry`` package (distribution 2.8.2) with htpasswd (Basic)
-auth, a different implementation. The cache runs as ``gunicorn 'tests.proxy.cache_site:build()'``
-with two worker processes, so that concurrent requests meet across processes too.
+auth, a different implementation. The cache runs with two worker processes, so that concurrent
+requests meet across processes too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shlex
 import subprocess
 import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import bcrypt
 import pytest
@@ -93,21 +93,17 @@ def distribution_upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         yield Upstream(server, server.url, root=base / "data")
 
 
-def _cache(base: Path, *mirrors: str, remote: str | None = None, workers: int = 2) -> ServerProcess:
-    """The cache under gunicorn (gthread), filesystem storage in ``base``, the given ``--proxy`` specs
-    (and ``--proxy-remote-url remote``)."""
-    args = ["--root", str(base)]
+def _cache(base: Path, *mirrors: str, remote: str | None = None, workers: int = 2,
+           extra_args: Sequence[str] = ()) -> RegistryServer:
+    """``serve`` with filesystem storage in ``base``, the given ``--proxy`` specs (and
+    ``--proxy-remote-url remote``), the upstreams' password in ``UPSTREAM_PASSWORD``."""
+    args = ["--workers", str(workers), "--threads", "16", "--access-log", *extra_args]
     for spec in mirrors:
         args += ["--proxy", spec]
     if remote is not None:
         args += ["--proxy-remote-url", remote]
-    env = {"PROXY_SITE_ARGS": shlex.join(args), "UPSTREAM_PASSWORD": PASSWORD,
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
-                                                       os.environ.get("PYTHONPATH", "")]))}
-    command = [sys.executable, "-m", "gunicorn", "-k", "gthread", "--workers", str(workers), "--threads", "16",
-               "--bind", "127.0.0.1:{port}", "--access-logfile", "-", "tests.proxy.cache_site:build()"]
-    return ServerProcess(command, env=env, ready_path="/v2/", log_path=base.parent / f"{base.name}.log",
-                         show_log_on_stop=False)
+    return RegistryServer(base, extra_args=args, env={"UPSTREAM_PASSWORD": PASSWORD},
+                          log_path=base.parent / f"{base.name}.log", show_log_on_stop=False)
 
 
 def _creds(name: str, upstream: Upstream, **settings: str) -> str:
@@ -301,3 +297,41 @@ def test_podman_style_mirror_with_a_namespace(cache: ServerProcess, token_upstre
         capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stderr[-3000:]
     assert_same_image(image.path, "v1", tmp_path / "pulled", "v1")
+
+
+def test_serve_with_proxy_tables_in_a_config_file(token_upstream: Upstream, skopeo_path: str,
+                                                  image: OciImage, tmp_path: Path) -> None:
+    """``serve --config registry.toml`` with a ``[[proxy]]`` table (credentials from the
+    environment): skopeo pulls through it byte for byte, the start lines name the mirror, and the
+    mirrored namespace stays read-only while other names take pushes."""
+    _push(skopeo_path, token_upstream, image, "lib/fromfile")
+    config = tmp_path / "registry.toml"
+    config.write_text('proxy-ttl = "1h"\n\n[[proxy]]\nnamespace = "viafile"\n'
+                      f'url = "{token_upstream.cache_url}"\nusername = "{USER}"\n'
+                      'password_env = "UPSTREAM_PASSWORD"\nbudget = "1GiB"\n')
+    with _cache(tmp_path / "cache", workers=1, extra_args=["--config", str(config)]) as cache:
+        _pull(skopeo_path, cache, "viafile/lib/fromfile:v1", tmp_path / "pulled")
+        assert assert_same_image(image.path, "v1", tmp_path / "pulled", "v1") == len(image.blobs)
+        assert (f"mirrors: viafile/ -> {token_upstream.cache_url} (ttl 1h, budget 1 GiB, as {USER}), "
+                "read-only") in cache.log_text()
+        refused = requests.post(f"{cache.url}/v2/viafile/lib/fromfile/blobs/uploads/", timeout=60)
+        assert refused.status_code == 405 and refused.json()["errors"][0]["code"] == "UNSUPPORTED"
+        assert requests.post(f"{cache.url}/v2/team/app/blobs/uploads/", timeout=60).status_code == 202
+        _clean(cache)
+
+
+def test_serve_refuses_bad_mirror_settings_in_one_line(tmp_path: Path) -> None:
+    """The real command: each bad mirror setting is one line naming it and exit status 2, before
+    anything listens."""
+    config = tmp_path / "registry.toml"
+    config.write_text('[[proxy]]\nnamespace = "hub"\nurl = "https://registry-1.docker.io/v2/"\n')
+    for argv, line in [
+        (["--proxy", "hub"], "--proxy hub: expected NAMESPACE=URL[,key=value...]"),
+        (["--config", str(config)], f"{config}: proxy: mirror hub: upstream 'https://registry-1.docker.io/v2/': "
+                                    "give the registry's origin only"),
+        (["--proxy", "a=http://127.0.0.1:9", "--proxy", "a=http://127.0.0.1:8"], "--proxy: namespace a is mirrored twice"),
+    ]:
+        result = subprocess.run([sys.executable, "-m", "docker_registry_wsgi", "serve", "--root", str(tmp_path / "data"),
+                                 *argv], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.startswith(f"docker-registry-wsgi: {line}") and result.stderr.count("\n") == 1, result.stderr

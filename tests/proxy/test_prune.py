@@ -4,15 +4,19 @@ pulls are spared, and a pull that touches a blob while the pruner decides keeps 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 import webtest
 
 from docker_registry_wsgi import Registry
+from docker_registry_wsgi.cli import main, parse
+from docker_registry_wsgi.gc import PeriodicCollector
 from docker_registry_wsgi.proxy import Mirror, Mirrors
 from docker_registry_wsgi.proxy.prune import Pruner
-from docker_registry_wsgi.storage import KeyNotFound, Storage
+from docker_registry_wsgi.server import build_app
+from docker_registry_wsgi.storage import FilesystemStorage, KeyNotFound, Storage
 from docker_registry_wsgi.usage import UsageRecords, record_key
 from tests.handlers import RegistryClient
 
@@ -29,9 +33,8 @@ def usage(storage: Storage, clock: FakeClock) -> UsageRecords:
 
 
 @pytest.fixture
-def app(cache: Registry, usage: UsageRecords) -> webtest.TestApp:
-    cache.content.usage = usage  # the records follow the test's clock
-    return webtest.TestApp(cache)
+def app(storage: Storage, mirrors: Mirrors, usage: UsageRecords) -> webtest.TestApp:
+    return webtest.TestApp(Registry(storage, mirrors=mirrors, usage=usage))  # the test's clock
 
 
 def pull(app: webtest.TestApp, mirrors: Mirrors, digest: str) -> bytes:
@@ -184,3 +187,78 @@ def test_pull_between_the_pruners_read_and_swap_keeps_the_blob(
     assert report.evicted == [] and report.spared_recent == 1
     assert linked(storage, "up/lib/app", digest) and has_bytes(storage, digest)
     assert upstream.count("GET", f"/blobs/{digest}") == 1
+
+
+# -- pruning as part of garbage collection: the gc command and serve's periodic collection ------
+
+
+@pytest.fixture
+def cached_image(upstream: UpstreamSite, clock: FakeClock, tmp_path: Path) -> Iterator[tuple[Path, list[str]]]:
+    """An image of four 10 KiB layers pulled through a filesystem cache whose clock is in 2023 (so
+    every usage record is days old to the commands below), one layer an hour, oldest first; the
+    cache's folder and the layers' digests."""
+    layers = [bytes([n]) * 10 * KiB for n in range(4)]
+    image = upstream.seed.push_image("lib/app", "v1", layers=layers)
+    root = tmp_path / "cache"
+    storage = FilesystemStorage(root)
+    mirrors = Mirrors([Mirror("up", upstream.url)], clock=clock)
+    cache = Registry(storage, mirrors=mirrors,
+                     usage=UsageRecords(storage, clock=clock, touch_interval=INTERVAL))
+    app = webtest.TestApp(cache)
+    app.get("/v2/up/lib/app/manifests/v1", headers={"Accept": image.media_type})
+    digests = [d for d in image.blobs if image.blobs[d] in layers]
+    digests.sort(key=lambda d: layers.index(image.blobs[d]))
+    for digest in digests:
+        pull(app, mirrors, digest)
+        clock.advance(3600)
+    config = next(d for d in image.blobs if d not in digests)
+    pull(app, mirrors, config)  # the most recent: the layers go first
+    yield root, digests
+    settle(mirrors)
+    mirrors.close()
+
+
+def test_gc_command_prunes_mirrors_to_their_budgets(
+        upstream: UpstreamSite, cached_image: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]) -> None:
+    """``gc --proxy up=URL,budget=25K``: the collection keeps the tagged image whole, then the
+    mirror is pruned to 25 KiB, least recently pulled layers first; ``--dry-run`` only says so."""
+    root, digests = cached_image
+    storage = FilesystemStorage(root)
+    argv = ["gc", "--root", str(root), "--quiet", "--proxy", f"up={upstream.url},budget=25K"]
+    assert main([*argv, "--dry-run"], {}) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[3] for line in out.splitlines() if line.startswith("would evict")] == digests[:2]
+    assert "would evict 2 blobs (20,480 bytes" in out and "dry run: " in out
+    assert all(linked(storage, "up/lib/app", d) and has_bytes(storage, d) for d in digests)
+    assert main(argv, {}) == 0
+    out = capsys.readouterr().out
+    summary, = [line for line in out.splitlines() if line.startswith("gc: ")]
+    assert "freed 0 (0 bytes)" in summary  # nothing was garbage: the pruning took the bytes
+    assert "prune up: " in summary and "evicted 2 blobs (20,480 bytes, 20,480 deleted)" in summary
+    for digest in digests[:2]:
+        assert not linked(storage, "up/lib/app", digest) and not has_bytes(storage, digest)
+    for digest in digests[2:]:
+        assert linked(storage, "up/lib/app", digest) and has_bytes(storage, digest)
+    assert main(argv, {}) == 0  # within its budget now: nothing more goes
+    assert "evicted 0 blobs" in capsys.readouterr().out
+    assert main(["gc", "--root", str(root), "--quiet", "--proxy", f"up={upstream.url}"], {}) == 0
+    assert "prune" not in capsys.readouterr().out  # no budget, no pruning
+
+
+def test_serves_periodic_collection_prunes_mirrors_to_their_budgets(
+        upstream: UpstreamSite, cached_image: tuple[Path, list[str]]) -> None:
+    """``serve --gc-interval H --proxy-budget SIZE``: the collector serve builds for its workers
+    prunes each mirror too (run here once, as the worker that holds the lease would)."""
+    root, digests = cached_image
+    background: list[Any] = []
+    build_app(parse(["serve", "--root", str(root), "--gc-interval", "1", "--proxy", f"up={upstream.url}",
+                     "--proxy-budget", "15K"]), background)
+    periodic, = [job for job in background if isinstance(job, PeriodicCollector)]
+    report = periodic.run_once()
+    assert report is not None and not report.errors
+    prune, = report.prunes
+    assert [d for d, _ in prune.evicted] == digests[:3]
+    assert prune.used_before - prune.used_after == 30 * KiB
+    assert "prune up: " in report.summary()
+    storage = FilesystemStorage(root)
+    assert [has_bytes(storage, d) for d in digests] == [False, False, False, True]

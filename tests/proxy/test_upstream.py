@@ -5,7 +5,6 @@ cached tokens, redirects that leave the host, connection reuse, errors, Docker H
 
 from __future__ import annotations
 
-import argparse
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -24,8 +23,10 @@ from docker_registry_wsgi.auth import config as auth_config
 from docker_registry_wsgi.auth.token import bearer_token
 from docker_registry_wsgi.errors import NotFound
 from docker_registry_wsgi.middleware import RegistryMiddleware
+from docker_registry_wsgi.options import parse
 from docker_registry_wsgi.proxy import Upstream, UpstreamError
 from docker_registry_wsgi.proxy.upstream import _parse_token_response
+from docker_registry_wsgi.responses import error_reply
 from docker_registry_wsgi.storage import MemoryStorage
 
 from .upstreams import FakeClock, UpstreamSite
@@ -38,14 +39,12 @@ def _htpasswd(path: Path) -> Path:
 
 
 def _not_found(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    return NotFound().response()(environ, start_response)
+    return error_reply(NotFound())(environ, start_response)
 
 
 def _auth_site(args: list[str]) -> UpstreamSite:
     """A registry with the auth the ``serve`` options ``args`` describe, token issuer included."""
-    parser = argparse.ArgumentParser()
-    auth_config.add_arguments(parser, {})
-    auth, extra = auth_config.build(parser.parse_args(args))
+    auth, extra = auth_config.build(parse(auth_config.OPTIONS, args))
     registry = Registry(MemoryStorage(), auth=auth)
     app = RegistryMiddleware(_not_found, registry, extra) if extra else registry
     site = UpstreamSite(app, registry=Registry(registry.storage))

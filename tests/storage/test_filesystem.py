@@ -21,7 +21,14 @@ from docker_registry_wsgi.storage import (
     VersionConflict,
 )
 from docker_registry_wsgi.testing import StorageSuite
-from docker_registry_wsgi.testing.storage import HOSTILE_KEYS, meta, new_upload_id, payload
+from docker_registry_wsgi.testing.storage import (
+    HOSTILE_KEYS,
+    WRITEBACK_STEP,
+    LargeStorageSuite,
+    meta,
+    new_upload_id,
+    payload,
+)
 
 
 class TestFilesystemStorage(StorageSuite):
@@ -40,6 +47,38 @@ class TestFilesystemStorage(StorageSuite):
         yield
         assert os.listdir(os.path.join(storage.root, "~tmp")) == []
 
+
+
+@pytest.mark.large
+class TestFilesystemStorageLarge(LargeStorageSuite):
+    """The large mode with fsync on: each test starts the writeback of an 8 MiB step at least once."""
+
+    @pytest.fixture
+    def writebacks(self) -> list[tuple[int, int]]:
+        return []
+
+    @staticmethod
+    def recorded(storage: FilesystemStorage, writebacks: list[tuple[int, int]]) -> FilesystemStorage:
+        start = storage._start_writeback
+        if start is not None:  # Linux: record the ranges, then start the real writeback
+            def recording(fd: int, offset: int, length: int) -> object:
+                writebacks.append((offset, length))
+                return start(fd, offset, length)
+            storage._start_writeback = recording
+        return storage
+
+    @pytest.fixture
+    def storage(self, tmp_path: Path, writebacks: list[tuple[int, int]]) -> Iterator[FilesystemStorage]:
+        storage = self.recorded(FilesystemStorage(tmp_path / "root", fsync=True), writebacks)
+        yield storage
+        if storage._start_writeback is not None:
+            assert writebacks, "no request reached the writeback step"
+            assert all(length >= WRITEBACK_STEP for _, length in writebacks), writebacks
+        assert os.listdir(os.path.join(storage.root, "~tmp")) == []
+
+    @pytest.fixture
+    def other_storage(self, storage: FilesystemStorage, writebacks: list[tuple[int, int]]) -> FilesystemStorage:
+        return self.recorded(FilesystemStorage(storage.root, fsync=True), writebacks)
 
 def started(storage: FilesystemStorage, data: bytes) -> tuple[str, Any]:
     upload_id = new_upload_id()

@@ -17,6 +17,7 @@ import pytest
 from docker_registry_wsgi.storage import KeyNotFound, UploadConflict, UploadState
 from docker_registry_wsgi.storage.s3 import MIN_PART_SIZE, S3Storage
 from docker_registry_wsgi.testing import StorageSuite
+from docker_registry_wsgi.testing.storage import LargeStorageSuite
 from docker_registry_wsgi.testing.storage import ChunkFailure, failing, meta, new_upload_id, payload, split
 from tests.support.seaweedfs import S3Bucket
 
@@ -62,6 +63,21 @@ class TestS3Storage(StorageSuite):
     @pytest.fixture
     def other_storage(self, s3_bucket: S3Bucket, prefix: str) -> Iterator[S3Storage]:
         """Another host: another instance, same bucket and prefix (no state in the process)."""
+        storage = make_storage(s3_bucket, prefix)
+        yield storage
+        storage.close()
+
+
+@pytest.mark.large
+class TestS3StorageLarge(LargeStorageSuite):
+    """The large mode: bodies of 9 MiB cross the 5 MiB part boundary and the 1 MiB read size."""
+
+    @pytest.fixture
+    def storage(self, s3: S3Storage) -> S3Storage:
+        return s3
+
+    @pytest.fixture
+    def other_storage(self, s3_bucket: S3Bucket, prefix: str) -> Iterator[S3Storage]:
         storage = make_storage(s3_bucket, prefix)
         yield storage
         storage.close()
