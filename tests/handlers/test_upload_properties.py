@@ -142,6 +142,8 @@ def test_blobs_pushed_in_random_chunkings_come_back_exact(every_storage: Storage
            fractions=cut_fractions, sizes=read_sizes)
     @example(seed=1, size=MiB + 1, mode="patches", fractions=[0.5], sizes=[MiB - 1])
     @example(seed=2, size=3 * MiB, mode="streamed", fractions=[], sizes=[65536, 1, 100_000])
+    @example(seed=6, size=5 * MiB + 1, mode="patches", fractions=[0.3, 0.99999], sizes=[MiB + 7])
+    @example(seed=7, size=5 * MiB, mode="streamed", fractions=[], sizes=[300_001, 17])
     @example(seed=3, size=0, mode="monolithic", fractions=[], sizes=[1])
     @example(seed=4, size=0, mode="patches", fractions=[], sizes=[1])
     def check(seed: int, size: int, mode: str, fractions: list[float], sizes: list[int]) -> None:
