@@ -392,18 +392,6 @@ def test_upload_continued_by_another_process_over_the_same_folder(tmp_path: Path
     assert second.repository_exists("shared/repo")
 
 
-def test_concurrent_pushes_of_the_same_blob(content: RegistryContent) -> None:
-    """spec "Layer Upload De-duplication": two sessions for the same bytes both succeed; one blob."""
-    data = b"same bytes"
-    digest = parse_digest(sha256(data))
-    a, b = content.start_upload("x"), content.start_upload("y")
-    content.append(a, [data])
-    content.append(b, [data])
-    content.finish(a, digest)
-    content.finish(b, digest)
-    assert read_blob(content, "x", digest) == read_blob(content, "y", digest) == data
-
-
 # -- blobs: links, mounts, deletion -----------------------------------------------------------------
 
 

@@ -309,18 +309,48 @@ def test_keepalive_and_pipelined_requests(one_thread: RegistryServer) -> None:
         assert not pending
 
 
-def test_a_request_pipelined_half_behind_a_body(one_thread: RegistryServer) -> None:
-    """A body drain reads ahead into half of the next head: the rest is awaited in the loop."""
-    location = upload_session(one_thread.hostport, "worker/pipelined")
-    body = b"b" * 5000
+def _chunked(data: bytes, size: int) -> bytes:
+    """``data`` in chunks of ``size`` bytes, without the last chunk (RFC 9112 section 7.1)."""
+    return b"".join(b"%x\r\n%s\r\n" % (len(data[i:i + size]), data[i:i + size]) for i in range(0, len(data), size))
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked", "drained"])
+def test_a_request_pipelined_half_behind_a_body(one_thread: RegistryServer, framing: str) -> None:
+    """The first 12 bytes of a GET arrive with the end of a PATCH body, the rest only later.
+
+    The 12 bytes come in the same send as the end of the body, so they are read with it into
+    gunicorn's buffer, never left on the socket: ``length``: the loop's first read holds the head,
+    the 5000-byte body and them, and the socket reader hands them back (gunicorn_input.py
+    ``unreader.unread(rest)``); ``chunked``: gunicorn's chunked reader reads past the last chunk;
+    ``drained``: the registry answers 404 BLOB_UPLOAD_UNKNOWN without reading the 40 KB body, and
+    gunicorn's drain reads past it. Each way ``ThreadWorker.enqueue_req`` finds half a head in the
+    buffer and waits for the rest in the loop (``self._start_head``), so the only thread serves
+    another client meanwhile; a thread waiting for the head would hold it.
+    """
+    location = upload_session(one_thread.hostport, f"worker/pipelined-{framing}")
+    nxt = request("GET", "/v2/")
     with connect(one_thread.hostport) as sock:
         pending = bytearray()
-        nxt = request("GET", "/v2/")
-        sock.sendall(request("PATCH", location, body) + nxt[:12])
-        assert read_response(sock, pending=pending).status == 202
+        if framing == "length":
+            body = b"b" * 5000
+            sock.sendall(request("PATCH", location, body) + nxt[:12])
+        else:
+            body = bytes(range(256)) * 160  # 40 KB: more than the loop's first read of the head
+            if framing == "drained":
+                location = location.rsplit("/", 1)[0] + "/" + "0" * 32
+            sock.sendall(request("PATCH", location, headers={"Transfer-Encoding": "chunked"})
+                         + _chunked(body[:-100], 4096))
+            # The end of the body and the start of the GET in one send: they arrive together.
+            sock.sendall(_chunked(body[-100:], 4096) + b"0\r\n\r\n" + nxt[:12])
+        response = read_response(sock, pending=pending)
+        if framing == "drained":
+            assert response.status == 404 and b"BLOB_UPLOAD_UNKNOWN" in response.body, response
+        else:
+            assert response.status == 202 and response.headers["range"] == f"0-{len(body) - 1}", response
         assert exchange(one_thread.hostport, "GET", "/v2/").status == 200
         sock.sendall(nxt[12:])
         assert read_response(sock, pending=pending).status == 200
+        assert not pending
 
 
 def test_closing_connections_do_not_stop_the_worker(one_thread: RegistryServer) -> None:

@@ -3,14 +3,35 @@ through WSGI with WebTest, plus a recording auth hook."""
 
 from __future__ import annotations
 
+import secrets
+from pathlib import Path
+from typing import Iterator
 
 import pytest
 import webtest
 
 from docker_registry_wsgi import Registry
-from docker_registry_wsgi.storage import Storage
+from docker_registry_wsgi.storage import FilesystemStorage, MemoryStorage, Storage
 
 from . import RecordingAuth, RegistryClient
+
+
+@pytest.fixture(params=["memory", "filesystem", pytest.param("s3", marks=pytest.mark.s3)])
+def every_storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Storage]:
+    """Each backend in turn, S3 included (SeaweedFS, a fresh prefix, the smallest legal part)."""
+    if request.param == "memory":
+        yield MemoryStorage()
+    elif request.param == "filesystem":
+        yield FilesystemStorage(tmp_path / "registry")
+    else:
+        from docker_registry_wsgi.storage.s3 import MIN_PART_SIZE, S3Storage
+
+        bucket = request.getfixturevalue("s3_bucket")
+        storage = S3Storage(bucket.name, "handlers-" + secrets.token_hex(6), endpoint_url=bucket.endpoint_url,
+                            region=bucket.region, access_key=bucket.access_key, secret_key=bucket.secret_key,
+                            client=bucket.shared_client, part_size=MIN_PART_SIZE)
+        yield storage
+        storage.close()
 
 
 @pytest.fixture

@@ -12,12 +12,14 @@ from __future__ import annotations
 import io
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import webtest
 
 from docker_registry_wsgi import Registry
 from docker_registry_wsgi.storage import Storage
+from tests.test_content_races import Held, run_held
 
 from . import RawResponse, assert_error, raw_call, sha256
 
@@ -107,3 +109,45 @@ def test_failed_monolithic_post_leaves_no_session(storage: Storage, body: bytes)
                         query=f"digest={digest}", content_length=100)
     assert response.status == 400
     assert list(storage.list_uploads()) == []
+
+
+
+def test_concurrent_pushes_of_the_same_blob(every_storage: Storage) -> None:
+    """spec "Layer Upload De-duplication": two sessions upload the same bytes at the same time.
+
+    Both bodies are written; the closing PUT of one is held before each of its storage calls in
+    turn (its ``commit_upload`` among them) while the other closes whole, then it goes on. Both
+    get 201 Created ("Pushing a blob in chunks"), one object is stored, and both repositories
+    serve the exact bytes.
+    """
+    hold_at = 0
+    while True:
+        data = f"the same layer, held at call {hold_at}; ".encode() * 500
+        digest = sha256(data)
+        held = Held(every_storage, hold_at)
+        registry = Registry(storage=held)  # type: ignore[arg-type]
+        app = webtest.TestApp(registry)
+        paths = []
+        for name in ("team/a", "team/b"):
+            location = app.post(f"/v2/{name}/blobs/uploads/", status=202).headers["Location"]
+            location = app.patch(location, data, headers={"Content-Type": "application/octet-stream"},
+                                 status=202).headers["Location"]
+            paths.append(urlsplit(location).path)
+        first, answers = run_held(held, lambda: raw_call(registry, "PUT", paths[0], query=f"digest={digest}"))
+        reached = held.reached.is_set()
+        second = webtest.TestApp(registry).put(f"{paths[1]}?digest={digest}", status=201)
+        held.released.set()
+        first.join(30)
+        assert not first.is_alive(), "the held PUT never finished"
+        assert [a.status for a in answers] == [201], (hold_at, held.calls, answers)
+        assert answers[0].header("Docker-Content-Digest") == second.headers["Docker-Content-Digest"] == digest
+        # One object, and neither session left behind.
+        assert [key for key in every_storage.list("blobs/sha256/") if key.endswith(digest[7:])] == [
+            f"{digest[7:9]}/{digest[7:]}"]
+        assert list(every_storage.list_uploads()) == []
+        for name in ("team/a", "team/b"):
+            assert app.get(f"/v2/{name}/blobs/{digest}").body == data
+        if not reached:  # the PUT ran whole before the other: every call has been a hold point
+            break
+        hold_at += 1
+    assert "commit_upload" in " ".join(held.calls) and hold_at > 3, held.calls
