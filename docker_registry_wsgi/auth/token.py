@@ -34,6 +34,7 @@ from ..extras import require
 from ..errors import Unauthorized
 from .base import Access
 from .scope import ChallengeError, bearer_challenge
+from .bearer import MAX_TOKEN_LENGTH, InvalidToken, bearer_token
 
 jwt = require("jwt", "auth", "Docker token authentication")
 
@@ -61,16 +62,11 @@ PrivateKey = Union[
 
 #: ``token_use`` claim of the issuer's refresh tokens; the registry never accepts those.
 REFRESH_TOKEN_USE = "refresh"
-MAX_TOKEN_LENGTH = 16384
 MIN_RSA_BITS = 2048
 _CURVE_ALGORITHMS = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 _PEM_BLOCK = re.compile(
     rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n.*?-----END \1-----", re.DOTALL
 )
-
-
-class InvalidToken(Exception):
-    """A bearer token that cannot be trusted; the message says why (logged, sent to the client)."""
 
 
 class KeyFileError(ValueError):
@@ -288,22 +284,6 @@ def _parse_access(claim: Any) -> dict[tuple[str, str], frozenset[str]]:
         key = (_normalize_type(kind), name)
         access[key] = access.get(key, frozenset()) | frozenset(actions)
     return access
-
-
-def bearer_token(header: str | None) -> str | None:
-    """The token of an ``Authorization: Bearer`` header; ``None`` if absent or another scheme.
-
-    Raises :class:`InvalidToken` for a Bearer header without a well-formed token.
-    """
-    if not header:
-        return None
-    scheme, _, value = header.strip().partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    value = value.strip()
-    if not value or len(value) > MAX_TOKEN_LENGTH or not re.fullmatch(r"[A-Za-z0-9._~+/-]+=*", value):
-        raise InvalidToken("malformed bearer token")
-    return value
 
 
 class TokenAuth:

@@ -29,7 +29,7 @@ from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 from ..version import __version__
 from ..auth.challenges import ChallengeError, parse_challenges
-from ..auth.token import InvalidToken, bearer_token
+from ..auth.bearer import InvalidToken, bearer_token
 from ..manifests import MANIFEST_TYPES
 
 __all__ = ["Upstream", "UpstreamError", "BlobStream", "ManifestHead", "FetchedManifest", "DOCKER_HUB_HOSTS"]
