@@ -46,9 +46,9 @@ pytestmark = pytest.mark.e2e
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOUCH_INTERVAL = 2.0  # seconds: the server's --touch-interval
-GRACE_HOURS = 0.005  # 18 s: longer than the touch interval, far longer than a push here
+GRACE_HOURS = 0.003  # 10.8 s: longer than the touch interval, far longer than a push here
 GRACE = GRACE_HOURS * 3600
-LOOP_SECONDS = 50.0
+LOOP_SECONDS = 32.0
 MAX_WRITES = 1000  # bounds the writer even on a fast machine
 REPOSITORIES = ("loop/app", "loop/base")
 AMD64, ARM64, S390X, PPC64LE = ("linux", "amd64"), ("linux", "arm64"), ("linux", "s390x"), ("linux", "ppc64le")
@@ -66,7 +66,7 @@ IMAGES = (
 #: Images the writer uses all the time; the others go cold for the middle of the loop (deleted,
 #: pushed nowhere), long enough to be collected, and are pushed again (uploaded afresh) after.
 HOT = (0, 3)
-COLD_FROM, COLD_UNTIL = 0.2, 0.8  # fractions of the loop: 30 s out of 50, the grace is 18 s
+COLD_FROM, COLD_UNTIL = 0.2, 0.8  # fractions of the loop: 19 s out of 32, the grace is 10.8 s
 FREED = re.compile(r"freed (\d+) \(([\d.,]+) (bytes|KB|MB|GB)\)")
 UNITS = {"bytes": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9}
 
