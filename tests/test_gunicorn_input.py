@@ -210,3 +210,29 @@ def test_content_coded_manifest_is_415(server: RegistryServer, clean_log: None) 
     status, headers, body = exchange(server.hostport, head.encode() + b"\x1f\x8b\x08\x00")
     assert status == 415 and headers["accept-encoding"] == "identity", body
     assert json.loads(body)["errors"][0]["code"] == "UNSUPPORTED"
+
+
+@pytest.mark.parametrize("chunk_sizes", [[1, 4093, 2], [7, 1 << 20, 3], [65536], [(1 << 20) + 1, 5]], ids=str)
+def test_chunked_body_in_any_chunking_is_stored_exactly_and_the_next_request_served(
+        server: RegistryServer, clean_log: None, chunk_sizes: list[int]) -> None:
+    """A 3 MiB chunked PATCH (chunk sizes cycling through ``chunk_sizes``) taken from gunicorn's
+    chunk parser piece by piece (gunicorn_input.py ``_chunked``): the stored bytes are exactly
+    the chunks' data, and a GET pipelined behind the last chunk is answered after it."""
+    blob = hashlib.sha256(str(chunk_sizes).encode()).digest() * (3 * (1 << 20) // 32)
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    framed, position, turn = bytearray(), 0, 0
+    while position < len(blob):
+        piece = blob[position:position + chunk_sizes[turn % len(chunk_sizes)]]
+        framed += b"%x\r\n" % len(piece) + piece + b"\r\n"
+        position, turn = position + len(piece), turn + 1
+    framed += b"0\r\n\r\n"
+    with connect(server.hostport) as sock:
+        location = start_session(sock, "gi/chunkings")
+        head = f"PATCH {location} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+        sock.sendall(head + bytes(framed) + request("GET", "/v2/"))
+        (status, headers, _), (base_status, _, base_body) = responses(sock, 2)
+        assert status == 202 and headers["range"] == f"0-{len(blob) - 1}"
+        assert base_status == 200 and base_body == b"{}"
+        sock.sendall(request("PUT", f"{location}?digest={digest}"))
+        [(status, headers, _)] = responses(sock, 1)
+        assert status == 201 and headers["docker-content-digest"] == digest
