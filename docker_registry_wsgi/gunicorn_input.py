@@ -5,16 +5,12 @@ about four times (``BytesIO`` writes, ``getvalue``, slices); profiling a 512 MiB
 time there than in hashing the bytes. For a body of known length this reader takes what gunicorn
 already buffered, then ``recv``\\ s the rest itself, one copy per chunk, and keeps gunicorn's own
 bookkeeping right (the reader's remaining length, the body's ``failed`` flag), so keep-alive and
-the drain after the response work as before. A chunked body (``Transfer-Encoding: chunked``,
-how docker, containerd and skopeo stream a layer) is taken from gunicorn's own chunk parser
-piece by piece, skipping the two ``BytesIO`` layers above it: gunicorn still checks the framing
-(sizes, extensions, trailers, limits) and hands back what follows the body. Anything it does
-not recognise exactly gets ``None``, and the caller uses the portable WSGI stream.
+the drain after the response work as before. Anything it does not recognise exactly gets
+``None``, and the caller uses the portable WSGI stream.
 """
 
 from __future__ import annotations
 
-import inspect
 import io
 import socket
 import ssl
@@ -24,18 +20,15 @@ __all__ = ["socket_body"]
 
 
 def socket_body(environ: Mapping[str, Any], chunk_size: int) -> Iterator[bytes] | None:
-    """The body of a gunicorn request, read from the socket (with ``Content-Length``) or from
-    gunicorn's chunk parser (chunked); else ``None``."""
+    """The body of a gunicorn request with ``Content-Length``, read from the socket; else ``None``."""
     body = environ.get("wsgi.input")
     reader = getattr(body, "reader", None)
-    if type(body).__module__ != "gunicorn.http.body" or type(body).__name__ != "Body":
-        return None
-    if type(reader).__name__ == "ChunkedReader":
-        return _chunked(body, reader) if _parses_chunks(body, reader) else None
     unreader = getattr(reader, "unreader", None)
     sock = getattr(unreader, "sock", None)
     if (
-        type(reader).__name__ != "LengthReader"
+        type(body).__module__ != "gunicorn.http.body"
+        or type(body).__name__ != "Body"
+        or type(reader).__name__ != "LengthReader"
         or not isinstance(getattr(reader, "length", None), int)
         or not isinstance(getattr(body, "buf", None), io.BytesIO)
         or not hasattr(unreader, "take_buffered")
@@ -74,36 +67,3 @@ def _receive(body: Any, reader: Any, unreader: Any, sock: socket.socket, chunk_s
             raise ConnectionError("client closed the connection before the end of the body")
         reader.length -= len(data)
         yield data
-
-
-def _parses_chunks(body: Any, reader: Any) -> bool:
-    parser = getattr(reader, "parser", None)
-    return (
-        (parser is None or inspect.isgenerator(parser))
-        and isinstance(getattr(reader, "buf", None), io.BytesIO)
-        and isinstance(getattr(body, "buf", None), io.BytesIO)
-        and isinstance(getattr(body, "failed", None), bool)
-    )
-
-
-def _chunked(body: Any, reader: Any) -> Iterator[bytes]:
-    # Oldest first: what the Body kept from earlier reads, then what the reader parsed ahead.
-    for holder in (body, reader):
-        held = holder.buf.getvalue()
-        if held:
-            holder.buf = io.BytesIO()
-            yield held
-    parser = reader.parser
-    if parser is None:
-        return
-    while True:
-        try:
-            piece = next(parser)
-        except StopIteration:
-            reader.parser = None  # as gunicorn's reader marks the end: its drain reads nothing more
-            return
-        except Exception:
-            body.failed = True  # the connection's position is unknown: gunicorn must close it
-            raise
-        if piece:
-            yield piece

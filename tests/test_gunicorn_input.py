@@ -215,9 +215,8 @@ def test_content_coded_manifest_is_415(server: RegistryServer, clean_log: None) 
 @pytest.mark.parametrize("chunk_sizes", [[1, 4093, 2], [7, 1 << 20, 3], [65536], [(1 << 20) + 1, 5]], ids=str)
 def test_chunked_body_in_any_chunking_is_stored_exactly_and_the_next_request_served(
         server: RegistryServer, clean_log: None, chunk_sizes: list[int]) -> None:
-    """A 3 MiB chunked PATCH (chunk sizes cycling through ``chunk_sizes``) taken from gunicorn's
-    chunk parser piece by piece (gunicorn_input.py ``_chunked``): the stored bytes are exactly
-    the chunks' data, and a GET pipelined behind the last chunk is answered after it."""
+    """A 3 MiB chunked PATCH (chunk sizes cycling through ``chunk_sizes``): the stored bytes are
+    exactly the chunks' data, and a GET pipelined behind the last chunk is answered after it."""
     blob = hashlib.sha256(str(chunk_sizes).encode()).digest() * (3 * (1 << 20) // 32)
     digest = "sha256:" + hashlib.sha256(blob).hexdigest()
     framed, position, turn = bytearray(), 0, 0
