@@ -30,12 +30,13 @@ from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tests' SeaweedFS, as bench/gc.py
 
 import clients  # noqa: E402
 import limits  # noqa: E402
-import seaweedfs  # noqa: E402
 import servers  # noqa: E402
 import slowloris  # noqa: E402
+from tests.support import seaweedfs  # noqa: E402
 
 MiB = 1 << 20
 REPO = "bench/blobs"
