@@ -23,7 +23,8 @@ from typing import Iterator
 import pytest
 from hypothesis import given, strategies as st
 
-from docker_registry_wsgi.worker import ClientSocket, ClientTimeout, Crew, head_end, set_receive_timeout
+from docker_registry_wsgi.worker import (HELD_JOIN_LIMIT, ClientSocket, ClientTimeout, Crew, head_end,
+                                         set_receive_timeout)
 from tests.support.rawhttp import connect, exchange, read_response, request, upload_session
 from tests.support.servers import RegistryServer
 
@@ -121,6 +122,73 @@ def test_a_send_that_fits_does_not_wait(socket_pair: tuple[ClientSocket, socket.
     client.on_wait = lambda: waits.append(None)
     client.sendall(b"a small response")
     assert peer.recv(1024) == b"a small response" and waits == []
+
+
+HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n"
+
+
+def _pending(peer: socket.socket) -> bytes:
+    """What the peer can read now, without waiting."""
+    try:
+        return peer.recv(1 << 20, socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return b""
+
+
+def test_a_response_head_goes_out_with_the_body_in_one_send(socket_pair: tuple[ClientSocket, socket.socket]) -> None:
+    """gunicorn writes a response's head and body separately; the head waits for the body."""
+    client, peer = socket_pair
+    client.on_wait = lambda: None  # a request thread's socket
+    client.sendall(HEAD)
+    assert _pending(peer) == b"" and client.held == HEAD
+    client.sendall(b"{}")
+    assert _pending(peer) == HEAD + b"{}" and client.held is None
+
+
+def test_a_held_head_goes_at_the_end_of_the_request_or_before_a_large_piece(
+        socket_pair: tuple[ClientSocket, socket.socket]) -> None:
+    client, peer = socket_pair
+    client.on_wait = lambda: None
+    client.sendall(HEAD)
+    client.flush()  # what ThreadWorker.handle_request does when the request ends (a HEAD, an empty body)
+    assert _pending(peer) == HEAD
+    client.flush()
+    assert _pending(peer) == b""
+    big = b"x" * (HELD_JOIN_LIMIT + 1)
+    client.sendall(HEAD)
+    client.sendall(big)
+    received = b""
+    while len(received) < len(HEAD) + len(big):
+        received += peer.recv(1 << 20)
+    assert received == HEAD + big
+
+
+@pytest.mark.parametrize("data", [b"HTTP/1.1 100 Continue\r\n\r\n", b"HTTP/1.1 101 Switching\r\n\r\n",
+                                  b"HTTP/1.1 200 OK\r\nContent-", b"not a head\r\n\r\n"])
+def test_interim_responses_and_other_bytes_go_at_once(socket_pair: tuple[ClientSocket, socket.socket],
+                                                    data: bytes) -> None:
+    client, peer = socket_pair
+    client.on_wait = lambda: None
+    client.sendall(data)
+    assert _pending(peer) == data and client.held is None
+
+
+def test_the_event_loop_sends_heads_at_once(socket_pair: tuple[ClientSocket, socket.socket]) -> None:
+    """Outside a request thread (no on_wait, as the event loop's sockets) nothing is held."""
+    client, peer = socket_pair
+    client.sendall(HEAD)
+    assert _pending(peer) == HEAD
+
+
+def test_sendfile_sends_the_held_head_first(socket_pair: tuple[ClientSocket, socket.socket], tmp_path: Path) -> None:
+    client, peer = socket_pair
+    client.on_wait = lambda: None
+    body = tmp_path / "blob"
+    body.write_bytes(b"{}")
+    client.sendall(HEAD)
+    with body.open("rb") as file:
+        client.sendfile(file)
+    assert _pending(peer) == HEAD + b"{}"
 
 
 def test_a_send_to_a_client_that_does_not_read_says_it_waits(socket_pair: tuple[ClientSocket, socket.socket]) -> None:
