@@ -9,6 +9,7 @@ checked. It serves ``/v2/...`` as a root application and also when mounted with
 from __future__ import annotations
 
 import logging
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Iterable, Mapping
 
 from werkzeug.wrappers import Request
@@ -40,6 +41,9 @@ if TYPE_CHECKING:
     from .metrics import RegistryMetrics
 
 __all__ = ["Registry"]
+
+#: The query of a request without one (``request.args`` parses even an empty string).
+_NO_QUERY: Mapping[str, str] = MappingProxyType({})
 
 class _InternalError(RegistryError):
     code, status, message = "UNKNOWN", 500, "internal server error"
@@ -188,7 +192,8 @@ class Registry:
                 message="deletes are disabled on this registry",
                 headers={"Allow": ", ".join(m for m in route.methods if m != request.method)},
             )
-        identity = self.auth.authorize(request, method.access(params, request.args))
+        query = request.args if request.environ.get("QUERY_STRING") else _NO_QUERY  # parsed only if there is one
+        identity = self.auth.authorize(request, method.access(params, query))
         ctx = Context(
             request=request,
             content=self.content if mirror is None else mirror.content(self.content, request),
