@@ -188,7 +188,7 @@ class _Progress:
 
 def _collect(args: argparse.Namespace) -> int:
     from .gc import Collector
-    from .proxy.prune import pruning
+    from .proxy.prune import PruneReport, pruning
 
     retention = RetentionPolicy.from_file(args.retention) if args.retention else None
     mirrors = proxy_config.mirrors_from(args)
@@ -212,9 +212,10 @@ def _collect(args: argparse.Namespace) -> int:
         for removal in report.removals:
             print(f"would remove {removal}")
         for pruned in report.prunes:
-            for digest, size in getattr(pruned, "evicted", ()):
-                print(f"would evict blob {digest} ({size} bytes) from {pruned.label}: "
-                      "least recently pulled, over its budget")
+            if isinstance(pruned, PruneReport):
+                for digest, size in pruned.evicted:
+                    print(f"would evict blob {digest} ({size} bytes) from {pruned.mirror.label}: "
+                          "least recently pulled, over its budget")
     for error in report.errors:
         print(f"gc: error: {error}", file=sys.stderr)
     print(("dry run: " if args.dry_run else "gc: ") + report.summary())

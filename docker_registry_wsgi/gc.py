@@ -63,7 +63,7 @@ class StepReport(Protocol):
 
     @property
     def label(self) -> str:
-        """What the step worked on, for error lines."""
+        """What the step did and to what, for error lines (``pruning hub``)."""
 
     def summary(self) -> str:
         """One clause of the collector's summary line."""
@@ -241,8 +241,8 @@ class Collector:
         done = list(step(self.usage, dry_run=self.dry_run, clock=self.clock))
         report.prunes += done
         for result in done:
-            report.errors += [f"pruning {result.label}: {error}" for error in result.errors]
-        self.progress("prune", len(done), len(done), "mirrors")
+            report.errors += [f"{result.label}: {error}" for error in result.errors]
+        self.progress("after", len(done), len(done), "steps")
 
     # -- phase 1: tags and untagged manifests --------------------------------------------------
 

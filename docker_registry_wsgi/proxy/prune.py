@@ -51,8 +51,8 @@ class PruneReport:
 
     @property
     def label(self) -> str:
-        """The mirror pruned, for error lines."""
-        return self.mirror.label
+        """What was done to which mirror, for the collector's error lines."""
+        return f"pruning {self.mirror.label}"
 
     def summary(self) -> str:
         budget = self.mirror.budget or 0
