@@ -117,6 +117,22 @@ class Crew:
             self._start()
         return call.future
 
+    def go_on(self) -> bool:
+        """In a call that could do more work: whether it may, now that nobody waits for a turn.
+
+        A call that lent its turn takes a free one back; without one, or with calls queued, it
+        should end and let the queue have its turn.
+        """
+        with self._lock:
+            if self._queue or self._stopped:
+                return False
+            if not getattr(self._local, "turn", False):
+                if self._free <= 0:
+                    return False
+                self._free -= 1
+                self._local.turn = True
+            return True
+
     def lend(self) -> None:
         """In a call about to wait on its client: let the next queued call have this turn."""
         if getattr(self._local, "turn", False):
@@ -536,6 +552,46 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
         self._start_head(conn)
 
     # -- in the pool threads -----------------------------------------------------------------
+
+    def handle(self, conn: Any) -> Any:
+        """Serve a connection's request, then the next ones that are already there.
+
+        A kept-alive client sends its next request as soon as it has read a response, often
+        before this thread is done with the last one. Taking it here saves the round trip
+        through the event loop: its wake-up, a poller registration and a thread's wake-up.
+        """
+        result = super().handle(conn)
+        while result is True and isinstance(conn, Connection) and self._next_is_here(conn):
+            result = super().handle(conn)
+        return result
+
+    def _next_is_here(self, conn: Connection) -> bool:
+        """Whether this thread should serve the connection's next request now: its whole head
+        has arrived, nobody waits for a turn, and the worker is not stopping.
+
+        Whatever arrived of a head that is not whole goes back to gunicorn's buffer, where
+        the event loop finds it (:meth:`enqueue_req`) and gives the rest its header deadline.
+        """
+        if not self.alive or not self.tpool.go_on():
+            return False
+        unreader = conn.parser.unreader
+        head = unreader.take_buffered()
+        if not head_end(head):
+            try:
+                data = socket.socket.recv(conn.sock, HEAD_READ_SIZE, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                data = None
+            except OSError:
+                return False
+            if data == b"":
+                return False  # the client has closed its end
+            if data:
+                head += data
+            if head:
+                unreader.unread(head)
+            return head_end(head)
+        unreader.unread(head)
+        return True
 
     def handle_request(self, req: Any, conn: Any) -> bool:
         """One request; a client that stops sending its body is logged in a line and dropped.

@@ -285,6 +285,62 @@ def test_a_call_back_from_its_client_runs_without_waiting_for_a_turn(crew: Crew)
     assert (a.result(10), b.result(10)) == ("lender", "turn holder")
 
 
+def test_a_call_goes_on_only_while_nobody_waits_for_a_turn(crew: Crew) -> None:
+    """``go_on`` with one turn: yes while the queue is empty; no once a call waits for the turn."""
+    asked, queued, answers = threading.Event(), threading.Event(), []
+
+    def keeps_serving() -> list[bool]:
+        answers.append(crew.go_on())
+        asked.set()
+        queued.wait(10)
+        answers.append(crew.go_on())
+        return answers
+
+    a = crew.submit(keeps_serving)
+    assert asked.wait(10)
+    b = crew.submit(lambda: "next")  # the only turn is a's: b waits in line
+    assert crew.queued == 1
+    queued.set()
+    assert a.result(10) == [True, False] and b.result(10) == "next"
+
+
+def test_a_call_back_from_its_client_goes_on_with_a_free_turn_taken_back(crew: Crew) -> None:
+    """A call that lent its turn may go on only by taking a free turn back: not while another
+    call holds the only turn; once it is free, yes, and then the next call waits for it."""
+    holding, asked, release, answers = threading.Event(), threading.Event(), threading.Event(), []
+
+    def lender() -> str:
+        crew.lend()
+        holding.wait(10)  # the holder has the only turn now
+        answers.append(crew.go_on())
+        asked.set()
+        return "lender"
+
+    def holder() -> str:
+        holding.set()
+        asked.wait(10)
+        return "holder"
+
+    a = crew.submit(lender)
+    assert crew.submit(holder).result(10) == "holder" and a.result(10) == "lender"
+    assert answers == [False]
+
+    def lends_then_goes_on() -> bool:
+        crew.lend()  # the turn is free: nobody else is there to take it
+        answers.append(crew.go_on())
+        asked.set()
+        release.wait(10)
+        return True
+
+    asked.clear()
+    c = crew.submit(lends_then_goes_on)
+    assert asked.wait(10) and answers == [False, True]
+    d = crew.submit(lambda: "after")
+    assert crew.queued == 1  # c took the turn back: d waits for it
+    release.set()
+    assert c.result(10) and d.result(10) == "after"
+
+
 def test_lend_outside_a_call_and_errors_in_calls(crew: Crew) -> None:
     crew.lend()  # not in a crew thread: nothing to lend, and no turn gained
 
@@ -419,6 +475,52 @@ def test_a_request_pipelined_half_behind_a_body(one_thread: RegistryServer, fram
         sock.sendall(nxt[12:])
         assert read_response(sock, pending=pending).status == 200
         assert not pending
+
+
+@pytest.mark.parametrize("next_part", ["whole", "half", "end"])
+def test_the_next_request_waiting_on_the_socket_after_a_body(one_thread: RegistryServer, next_part: str) -> None:
+    """A GET's head (or a part of it, or the end of the connection) sent with the rest of a
+    PATCH body, after the server has read the PATCH's head: the body reader takes the body's
+    bytes only, so the GET waits on the socket when the PATCH's thread is done.
+
+    ``whole``: that thread sees it whole and serves it at once (``ThreadWorker._next_is_here``);
+    ``half``: it hands the half to the event loop, and the only thread serves another client
+    before the rest arrives; ``end``: the connection is closed after the PATCH's response.
+    """
+    location = upload_session(one_thread.hostport, f"worker/next-{next_part}")
+    body = b"n" * 3000
+    nxt = request("GET", "/v2/")
+    with connect(one_thread.hostport) as sock:
+        pending = bytearray()
+        sock.sendall(request("PATCH", location, headers={"Content-Length": str(len(body))}) + body[:10])
+        # Served only after the loop has read the PATCH's head and the 10 bytes behind it.
+        assert exchange(one_thread.hostport, "GET", "/v2/").status == 200
+        sock.sendall(body[10:] + {"whole": nxt, "half": nxt[:12], "end": b""}[next_part])
+        if next_part == "end":
+            sock.shutdown(socket.SHUT_WR)
+        response = read_response(sock, pending=pending)
+        assert response.status == 202 and response.headers["range"] == f"0-{len(body) - 1}", response
+        if next_part == "half":
+            assert exchange(one_thread.hostport, "GET", "/v2/").status == 200
+            sock.sendall(nxt[12:])
+        if next_part == "end":
+            assert _closed_by_server(sock)
+        else:
+            assert read_response(sock, pending=pending).status == 200
+        assert not pending
+
+
+def test_half_a_next_head_left_by_a_request_thread_has_the_header_timeout(tmp_path: Path) -> None:
+    """The part of a kept-alive connection's next head that a request's thread found goes to the
+    event loop with the header deadline, not the longer keep-alive timeout."""
+    with _serve(tmp_path, "--header-timeout", "1") as server:
+        location = upload_session(server.hostport, "worker/next-deadline")
+        with connect(server.hostport) as sock:
+            sock.sendall(request("PATCH", location, headers={"Content-Length": "100"}) + b"x")
+            assert exchange(server.hostport, "GET", "/v2/").status == 200
+            sock.sendall(b"x" * 99 + b"GET /v2/ HTTP/1.1\r\n")
+            assert read_response(sock).status == 202
+            assert _closed_by_server(sock)
 
 
 def test_closing_connections_do_not_stop_the_worker(one_thread: RegistryServer) -> None:
