@@ -70,6 +70,7 @@ class FilesystemStorage(Storage):
 
     def __init__(self, root: str | os.PathLike[str], *, fsync: bool = True) -> None:
         self.root = os.path.abspath(os.fspath(root))
+        self._prefix = os.path.join(self.root, "")
         self.fsync = fsync
         self._start_writeback = _writeback_starter() if fsync else None
         self._uploads = os.path.join(self.root, _UPLOADS)
@@ -81,7 +82,8 @@ class FilesystemStorage(Storage):
             pass  # a read-only or missing disk: each call says so when it needs to write
 
     def _path(self, key: str) -> str:
-        return os.path.join(self.root, *check_key(key).split("/"))
+        key = check_key(key)  # relative, "/"-separated, no "." or ".." parts: below the root
+        return self._prefix + (key if os.sep == "/" else key.replace("/", os.sep))
 
     def _upload_path(self, upload_id: str) -> str:
         return os.path.join(self._uploads, check_upload_id(upload_id))
