@@ -598,9 +598,10 @@ class S3Storage(Storage):
                                               **condition)
         except Exception as exc:
             code = _code(exc)
-            why = ("was deleted" if code in _MISSING else "was replaced" if code in _PRECONDITION
-                   else f"could not be read ({exc})")
-            raise StorageError(f"{key} {why} while being read, at bytes {first}-{last}") from exc
+            if code not in _MISSING and code not in _PRECONDITION:
+                raise StorageError(f"{key} could not be read at bytes {first}-{last}: {exc}") from exc
+            why = "was deleted" if code in _MISSING else "was replaced"
+            raise StorageError(f"{key} {why} while being read, at bytes {first}-{last}") from None
         body = response["Body"]
         if response.get("ContentLength") != last - first + 1:
             body.close()
