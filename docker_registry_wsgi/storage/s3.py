@@ -557,8 +557,9 @@ class S3Storage(Storage):
         return int(response["ContentLength"])
 
     def open(self, key: str, offset: int = 0) -> BlobReader:
-        """One GET of the first ``read_part_size`` bytes from ``offset``; its ``Content-Range``
-        tells the object's size, and a larger one goes on in ranges (:class:`_RangeReader`)."""
+        """A GET of the first ``read_part_size`` bytes from ``offset`` (of all of them with a
+        ``read_concurrency`` of 1): its ``Content-Range`` tells the object's size, and the rest
+        of a larger one is read in ranges (:class:`_RangeReader`)."""
         s3_key = self._key(key)
         arguments: dict[str, Any] = {"Bucket": self.bucket, "Key": s3_key}
         if self.read_concurrency > 1:
