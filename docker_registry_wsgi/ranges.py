@@ -5,7 +5,9 @@
 - upload status ``Range: 0-<end>`` with no unit, which docker parses with ``%d-%d``;
 - blob download ``Range`` (RFC 9110 section 14), parsed by werkzeug and resolved here against
   the blob's length (one range; a list of several is ignored, as section 14.2 allows), its
-  ``Content-Range: bytes a-b/N`` answer, and the ``If-Range`` precondition (section 13.1.5).
+  ``Content-Range: bytes a-b/N`` answer, and the ``If-Range`` precondition (section 13.1.5);
+- the ``Content-Range: bytes a-b/N`` of a 206 answer the registry reads (an object store's, for
+  a ranged GET: section 14.4).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ __all__ = [
     "ByteRange",
     "RangeSyntaxError",
     "parse_content_range",
+    "parse_answer_range",
     "format_upload_range",
     "parse_range_header",
     "if_range_holds",
@@ -27,6 +30,7 @@ __all__ = [
 
 _MAX_DIGITS = 19  # fits in a signed 64-bit offset, as every client uses
 _CONTENT_RANGE = re.compile(r"(?:bytes[ =])?([0-9]{1,19})-([0-9]{1,19})(?:/(?:[0-9]{1,19}|\*))?")
+_ANSWER_RANGE = re.compile(r"bytes ([0-9]{1,19})-([0-9]{1,19})/([0-9]{1,19})")
 
 
 class RangeSyntaxError(ValueError):
@@ -63,6 +67,21 @@ def parse_content_range(value: str) -> ByteRange:
     if not match:
         raise RangeSyntaxError(f"malformed Content-Range {value[:64]!r}")
     return ByteRange(int(match[1]), int(match[2]))
+
+
+def parse_answer_range(value: str) -> tuple[ByteRange, int]:
+    """The range and the complete length of a 206 answer's ``Content-Range: bytes a-b/N``.
+
+    RFC 9110 section 14.4's ``range-resp`` with a known length; :class:`RangeSyntaxError` for
+    anything else (``*`` for the length, another unit, a range inverted or past the length).
+    """
+    match = _ANSWER_RANGE.fullmatch(value.strip())
+    if not match:
+        raise RangeSyntaxError(f"malformed Content-Range {value[:64]!r}")
+    answered, total = ByteRange(int(match[1]), int(match[2])), int(match[3])
+    if answered.end >= total:
+        raise RangeSyntaxError(f"Content-Range {value[:64]!r} ends past the length")
+    return answered, total
 
 
 def format_upload_range(size: int) -> str:

@@ -20,6 +20,7 @@ from docker_registry_wsgi.ranges import (
     UnsatisfiableRange,
     format_upload_range,
     if_range_holds,
+    parse_answer_range,
     parse_content_range,
     parse_range_header,
 )
@@ -320,6 +321,43 @@ def test_open_ended_range_beyond_end_is_416(value: str, total: int) -> None:
     """RFC 9110 14.1.2: a first-byte-pos at or after the blob's length is unsatisfiable (416)."""
     with pytest.raises(UnsatisfiableRange):
         parse_range_header(value, total)
+
+
+# -- a 206 answer's Content-Range (RFC 9110 section 14.4), as an object store sends it ---------------
+
+
+@FAST
+@given(positions=st.lists(offsets, min_size=3, max_size=3, unique=True), pad=st.sampled_from(["", " "]))
+@example(positions=[0, 0, 1], pad="")
+@example(positions=[0, MAX19 - 1, MAX19], pad="")
+def test_answer_range_round_trip(positions: list[int], pad: str) -> None:
+    """What :meth:`ByteRange.content_range` writes (``bytes a-b/N``), parsed back: range and length."""
+    first, last, total = sorted(positions)
+    answered = ByteRange(first, last)
+    assert parse_answer_range(pad + answered.content_range(total) + pad) == (answered, total)
+
+
+_SPEC_ANSWER_RANGE = re.compile(r"bytes ([0-9]+)-([0-9]+)/([0-9]+)")
+
+
+@FAST
+@given(value=st.text(alphabet="0123456789-/ =*bytesx", max_size=40))
+@example(value="bytes 0-9/10")
+@example(value="bytes 0-10/10")  # the last byte is at the length: past the end
+@example(value="bytes 5-4/10")
+@example(value="bytes 0-9/*")  # a length the reader needs, left unknown
+@example(value="bytes */10")  # the unsatisfied-range form of a 416
+def test_answer_range_parser_against_the_grammar(value: str) -> None:
+    """Any text parses exactly when it is ``bytes first-last/length`` with first <= last < length
+    (section 14.4's ``range-resp`` with a known length, 19 digits at most each)."""
+    match = _SPEC_ANSWER_RANGE.fullmatch(value.strip())
+    valid = (bool(match) and all(len(group) <= 19 for group in match.groups())
+             and int(match[1]) <= int(match[2]) < int(match[3]))
+    if valid:
+        assert parse_answer_range(value) == (ByteRange(int(match[1]), int(match[2])), int(match[3]))
+    else:
+        with pytest.raises(RangeSyntaxError):
+            parse_answer_range(value)
 
 
 # -- If-Range (RFC 9110 section 13.1.5) ------------------------------------------------------------

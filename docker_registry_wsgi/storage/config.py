@@ -39,6 +39,11 @@ OPTIONS = (
            group="storage"),
     Option("s3-part-size", integer(5 * _MIB, unit="bytes"), "multipart part size in bytes",
            group="storage", default_text="8 MiB (8388608)"),
+    Option("s3-read-part-size", integer(_MIB, unit="bytes"), "blobs larger than this are pulled in "
+           "ranged GETs of this many bytes", group="storage", default_text="8 MiB (8388608)"),
+    Option("s3-read-concurrency", integer(1), "ranged GETs at once per blob pulled (1: one GET of "
+           "the whole blob); a reader holds at most this many ranges in memory", group="storage",
+           default_text="4"),
 )
 
 
@@ -102,7 +107,7 @@ def build(namespace: argparse.Namespace) -> Storage:
 
         return FilesystemStorage(namespace.root)
     if kind == "s3":
-        from .s3 import DEFAULT_PART_SIZE, S3Storage
+        from .s3 import DEFAULT_PART_SIZE, DEFAULT_READ_CONCURRENCY, DEFAULT_READ_PART_SIZE, S3Storage
 
         return S3Storage(
             namespace.s3_bucket,
@@ -113,6 +118,8 @@ def build(namespace: argparse.Namespace) -> Storage:
             secret_key=namespace.s3_secret_key,
             redirect=namespace.s3_redirect,
             part_size=namespace.s3_part_size or DEFAULT_PART_SIZE,
+            read_part_size=namespace.s3_read_part_size or DEFAULT_READ_PART_SIZE,
+            read_concurrency=namespace.s3_read_concurrency or DEFAULT_READ_CONCURRENCY,
         )
     raise ValueError(f"unknown storage backend: {kind!r}")
 

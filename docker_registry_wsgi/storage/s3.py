@@ -25,6 +25,10 @@ state names, so the bytes committed are the bytes of that state even if a losing
 uploaded a part of the same number (the store then refuses the completion, never mixes).
 Commits copy onto their key with ``If-None-Match: *``: an existing object is never replaced,
 and nothing written to the upload afterwards can reach it.
+
+Reads of objects larger than ``read_part_size`` are ranged GETs, up to ``read_concurrency`` at
+once (see :class:`_RangeReader`): one GET streams at the pace of one store request, while a pull
+should go at the pace of the store.
 """
 
 from __future__ import annotations
@@ -37,12 +41,14 @@ import os
 import secrets
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from heapq import heappop, heappush
 from typing import Any, Callable, Iterable, Iterator
 
 from ..extras import require
+from ..ranges import RangeSyntaxError, parse_answer_range
 from .base import (
     BlobReader,
     KeyNotFound,
@@ -67,6 +73,12 @@ DEFAULT_PART_SIZE = 8 * MiB
 MAX_PARTS = 10_000
 #: S3's largest single-request copy (CopyObject) and largest part.
 MAX_COPY_SIZE = 5 * GiB
+#: The ranges a large object is read in, and how many of them a reader fetches at once.
+DEFAULT_READ_PART_SIZE = 8 * MiB
+DEFAULT_READ_CONCURRENCY = 4
+#: What a read-ahead GET takes from its response at a time (the registry's read size): a reader
+#: closed meanwhile stops it after one such piece.
+_PIECE = 1 * MiB
 
 _UPLOADS = "~uploads/"
 _MISSING = frozenset({"NoSuchKey", "404", "NotFound", "NoSuchUpload"})
@@ -141,6 +153,183 @@ class _Reader:
         self._body.close()
 
 
+def _byte_ranges(start: int, stop: int, part: int) -> Iterator[tuple[int, int]]:
+    """The inclusive ranges of ``part`` bytes (the last one shorter) that cover ``start..stop-1``."""
+    for first in range(start, stop, part):
+        yield first, min(first + part, stop) - 1
+
+
+class _RangeReader:
+    """A :class:`~.base.BlobReader` of an object in consecutive ranged GETs, ``window`` at most
+    at once, so a pull goes at the pace of the store rather than of one of its requests.
+
+    The current range is read from its response as it arrives (the first one is the GET that
+    opened the object); meanwhile up to ``window - 1`` next ranges are fetched whole by threads
+    of the reader's own. Each range fetched ahead takes one of the storage's ``slots`` until it
+    has been read, so the slots bound the process's read-ahead GETs (its connection pool serves
+    every request) and buffered bytes; with no slot free the next range is streamed in the
+    caller's thread, as the first. A reader holds at most ``window`` ranges (``held`` counts
+    their bytes, ``peak_held`` the most it counted), whatever the object's size.
+
+    ``get(first, last)`` returns the response body of a range, or raises :class:`StorageError`:
+    a range that cannot be read is an exception from :meth:`read` (then every later read fails
+    too), never bytes left out. :meth:`close` cancels the GETs not started and waits for those
+    running, which stop after the piece (:data:`_PIECE`) they are reading.
+    """
+
+    def __init__(self, get: Callable[[int, int], Any], body: Any, length: int, start: int, size: int,
+                 part: int, window: int, slots: threading.BoundedSemaphore) -> None:
+        self._get = get
+        self._ranges = _byte_ranges(start, size, part)
+        self._window = window
+        self._slots = slots
+        self._stream: Any = body
+        self._stream_left = length
+        self._pieces: deque[bytes] = deque()
+        self._position = 0  # in the first of ``_pieces``
+        self._current = 0  # bytes of the fetched range being read (it holds a slot), or 0
+        self._ahead: deque[tuple[Future[list[bytes]], int]] = deque()
+        self._pool: ThreadPoolExecutor | None = None
+        self._closed = threading.Event()
+        self._failure: BaseException | None = None
+        self.held = 0
+        self.peak_held = 0
+        self._read_ahead()
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self._closed.is_set():
+            raise ValueError("read of a closed reader")
+        if self._failure is not None:  # a range is missing: no read may step over it
+            raise StorageError("an earlier read of this object failed") from self._failure
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self.read(_PIECE), b""))
+        out = []
+        try:
+            while size > 0:
+                data = self._some(size)
+                if not data:
+                    break
+                out.append(data)
+                size -= len(data)
+        except BaseException as exc:
+            self._failure = exc
+            raise
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def _some(self, limit: int) -> bytes:
+        """At most ``limit`` of the next bytes, at least one unless the object ends here."""
+        while True:
+            if self._stream is not None:
+                if self._stream_left:
+                    data: bytes = self._stream.read(min(limit, self._stream_left))
+                    if not data:
+                        raise StorageError(f"a response ended {self._stream_left} bytes early")
+                    self._stream_left -= len(data)
+                    return data
+                self._stream.close()  # read whole: its connection is back in the pool already
+                self._stream = None
+            elif self._pieces:
+                return self._take(limit)
+            elif not self._next():
+                return b""
+
+    def _take(self, limit: int) -> bytes:
+        piece, position = self._pieces[0], self._position
+        if position == 0 and len(piece) <= limit:
+            data = self._pieces.popleft()
+        else:
+            data = piece[position:position + limit]
+            self._position += len(data)
+            if self._position < len(piece):
+                return data
+            self._pieces.popleft()
+            self._position = 0
+        if not self._pieces:
+            self._done_with_current()
+        return data
+
+    def _done_with_current(self) -> None:
+        """The fetched range being read was read (or dropped): its bytes and slot are free."""
+        if self._current:
+            self.held -= self._current
+            self._current = 0
+            self._slots.release()
+
+    def _next(self) -> bool:
+        """Make the next range current (fetched ahead, or streamed now); ``False`` at the end."""
+        if self._ahead:
+            future, self._current = self._ahead.popleft()
+            self._pieces.extend(future.result())
+        else:
+            span = next(self._ranges, None)
+            if span is None:
+                if self._pool is not None:  # all read: its threads end now, not at close()
+                    self._pool.shutdown(wait=True)
+                return False
+            self._stream, self._stream_left = self._get(*span), span[1] - span[0] + 1
+        self._read_ahead()
+        return True
+
+    def _read_ahead(self) -> None:
+        """Start GETs of the ranges after the current one, up to the window and the free slots."""
+        while len(self._ahead) < self._window - 1 and self._slots.acquire(blocking=False):
+            span = next(self._ranges, None)
+            if span is None:
+                self._slots.release()
+                return
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self._window - 1, thread_name_prefix="s3-read-ahead")
+            try:
+                future = self._pool.submit(self._fetch, *span)
+            except BaseException:
+                self._slots.release()
+                raise
+            length = span[1] - span[0] + 1
+            self._ahead.append((future, length))
+            self.held += length
+            self.peak_held = max(self.peak_held, self.held)
+
+    def _fetch(self, first: int, last: int) -> list[bytes]:
+        """The bytes ``first..last`` in pieces (a pool thread); nothing once the reader is closed."""
+        if self._closed.is_set():
+            return []
+        body = self._get(first, last)
+        try:
+            pieces, left = [], last - first + 1
+            while left:
+                if self._closed.is_set():
+                    return []
+                try:
+                    piece: bytes = body.read(min(_PIECE, left))
+                except Exception as exc:
+                    raise StorageError(f"bytes {first}-{last} could not be read: {exc}") from exc
+                if not piece:
+                    raise StorageError(f"bytes {first}-{last}: the response ended {left} bytes early")
+                pieces.append(piece)
+                left -= len(piece)
+            return pieces
+        finally:
+            body.close()
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._pieces.clear()
+        self._done_with_current()
+        for future, _ in self._ahead:
+            future.cancel()
+            # At once if it never started or is done, else when its GET stops (within a piece).
+            future.add_done_callback(lambda _: self._slots.release())
+        self._ahead.clear()
+        self.held = 0
+        if self._stream is not None:
+            self._stream.close()  # unread bytes left: its connection is closed, not reused
+            self._stream = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+
 class S3Storage(Storage):
     """A backend on one S3 bucket (optionally below a key prefix), through boto3.
 
@@ -151,7 +340,10 @@ class S3Storage(Storage):
     for ``redirect_expires`` seconds. ``part_size`` is the multipart part size (at least 5 MiB),
     recorded in each upload so hosts with other settings continue it correctly; blobs can be up
     to 10,000 parts long. Copies of committed blobs above ``copy_threshold`` bytes run as
-    multipart copies of ``copy_part_size`` ranges.
+    multipart copies of ``copy_part_size`` ranges. Objects longer than ``read_part_size`` bytes
+    are read in ranges of that size, ``read_concurrency`` GETs at once per reader (1: one GET of
+    the whole object); the ranges fetched ahead and not yet read, by all readers of a process,
+    are at most a quarter of ``max_pool_connections`` (botocore's connection pool, per client).
     """
 
     def __init__(
@@ -174,9 +366,13 @@ class S3Storage(Storage):
         max_pool_connections: int = 32,
         request_timeout: float = 20.0,
         copy_timeout: float = 600.0,
+        read_part_size: int = DEFAULT_READ_PART_SIZE,
+        read_concurrency: int = DEFAULT_READ_CONCURRENCY,
     ) -> None:
         if not bucket:
             raise ValueError("an S3 bucket name is required")
+        if read_part_size < 1 or read_concurrency < 1:
+            raise ValueError("read_part_size and read_concurrency must be positive")
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes (S3's minimum)")
         if not MIN_PART_SIZE <= copy_part_size <= MAX_COPY_SIZE:
@@ -197,6 +393,8 @@ class S3Storage(Storage):
         self.copy_threshold = copy_threshold
         self.copy_part_size = copy_part_size
         self.copy_concurrency = max(1, copy_concurrency)
+        self.read_part_size = read_part_size
+        self.read_concurrency = read_concurrency
         self._credentials = (access_key, secret_key, session_token)
         self._max_pool_connections = max_pool_connections
         self._timeouts = (request_timeout, copy_timeout)
@@ -204,6 +402,8 @@ class S3Storage(Storage):
         self._client_lock = threading.Lock()
         self._client_pid = -1
         self._own_clients: tuple[Any, Any] = (None, None)
+        self._slots_pid = -1
+        self._slots = threading.BoundedSemaphore(1)
 
     # -- the client -------------------------------------------------------------------------
 
@@ -236,6 +436,21 @@ class S3Storage(Storage):
                     )
                     self._client_pid = pid
         return self._own_clients
+
+    def _read_slots(self) -> threading.BoundedSemaphore:
+        """This process's slots for ranges read ahead (fetched or being fetched, not yet read):
+        a quarter of the client's connection pool, so that their GETs and the requests' own
+        calls fit in it (botocore opens, then drops, a connection past the pool), and their
+        bytes stay within that many ranges, however many blobs are being pulled."""
+        pid = os.getpid()
+        if self._slots_pid != pid:
+            pool = int(getattr(self.client.meta.config, "max_pool_connections", None)
+                       or self._max_pool_connections)
+            with self._client_lock:
+                if self._slots_pid != pid:
+                    self._slots = threading.BoundedSemaphore(max(1, pool // 4))
+                    self._slots_pid = pid
+        return self._slots
 
     def _make_client(self, read_timeout: float) -> Any:
         boto3 = require("boto3", "s3", "S3 storage")
@@ -342,9 +557,14 @@ class S3Storage(Storage):
         return int(response["ContentLength"])
 
     def open(self, key: str, offset: int = 0) -> BlobReader:
+        """A GET of the first ``read_part_size`` bytes from ``offset`` (of all of them with a
+        ``read_concurrency`` of 1): its ``Content-Range`` tells the object's size, and the rest
+        of a larger one is read in ranges (:class:`_RangeReader`)."""
         s3_key = self._key(key)
         arguments: dict[str, Any] = {"Bucket": self.bucket, "Key": s3_key}
-        if offset:
+        if self.read_concurrency > 1:
+            arguments["Range"] = f"bytes={offset}-{offset + self.read_part_size - 1}"
+        elif offset:
             arguments["Range"] = f"bytes={offset}-"
         try:
             response = self.client.get_object(**arguments)
@@ -353,7 +573,42 @@ class S3Storage(Storage):
                 raise _not_found(exc, key) from None
             self._head(s3_key, key)  # KeyNotFound if it is missing, else: offset is past the end
             return io.BytesIO(b"")
-        return _Reader(response["Body"])
+        body, content_range = response["Body"], response.get("ContentRange")
+        if "Range" not in arguments or (content_range is None and not offset):
+            return _Reader(body)  # the whole object (a store may answer a range with all of it)
+        try:
+            answered, size = parse_answer_range(content_range or "")
+            if answered.start != offset:
+                raise RangeSyntaxError(content_range)
+        except RangeSyntaxError:
+            body.close()
+            raise StorageError(f"{key}: the store answered a GET of bytes={offset}- with "
+                               f"Content-Range {content_range!r}") from None
+        if answered.end + 1 == size or self.read_concurrency == 1:
+            return _Reader(body)
+        etag = response.get("ETag")
+        return _RangeReader(lambda first, last: self._get_range(s3_key, key, first, last, etag),
+                            body, answered.length, answered.end + 1, size, self.read_part_size,
+                            self.read_concurrency, self._read_slots())
+
+    def _get_range(self, s3_key: str, key: str, first: int, last: int, etag: str | None) -> Any:
+        """The body of bytes ``first..last`` of the object as it was at ``etag``, else StorageError."""
+        condition = {"IfMatch": etag} if etag else {}
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=s3_key, Range=f"bytes={first}-{last}",
+                                              **condition)
+        except Exception as exc:
+            code = _code(exc)
+            if code not in _MISSING and code not in _PRECONDITION:
+                raise StorageError(f"{key} could not be read at bytes {first}-{last}: {exc}") from exc
+            why = "was deleted" if code in _MISSING else "was replaced"
+            raise StorageError(f"{key} {why} while being read, at bytes {first}-{last}") from None
+        body = response["Body"]
+        if response.get("ContentLength") != last - first + 1:
+            body.close()
+            raise StorageError(f"{key}: a GET of bytes {first}-{last} answered "
+                               f"{response.get('ContentLength')} bytes")
+        return body
 
     def delete(self, key: str) -> bool:
         s3_key = self._key(key)
@@ -663,7 +918,7 @@ class S3Storage(Storage):
             )
             return
         part = max(self.copy_part_size, -(-size // MAX_PARTS))
-        ranges = [(start, min(start + part, size) - 1) for start in range(0, size, part)]
+        ranges = list(_byte_ranges(0, size, part))
         multipart_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=target)[
             "UploadId"
         ]

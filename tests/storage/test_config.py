@@ -77,6 +77,28 @@ def test_s3_part_size_below_minimum_is_refused() -> None:
         parse(["--storage", "s3", "--s3-bucket", "b", "--s3-part-size", "1000"])
 
 
+def test_s3_read_settings_reach_the_backend() -> None:
+    """--s3-read-part-size and --s3-read-concurrency (or their variables) go to S3Storage;
+    without them it gets its defaults. Building makes no request (the client comes on first use)."""
+    storage = config.build(parse(["--storage", "s3", "--s3-bucket", "b"]))
+    assert isinstance(storage, S3Storage)
+    assert (storage.read_part_size, storage.read_concurrency) == (8 << 20, 4)
+    namespace = parse(["--storage", "s3", "--s3-bucket", "b", "--s3-read-concurrency", "6"],
+                      {"REGISTRY_S3_READ_PART_SIZE": str(16 << 20), "REGISTRY_S3_READ_CONCURRENCY": "2"})
+    storage = config.build(namespace)
+    assert isinstance(storage, S3Storage)
+    assert (storage.read_part_size, storage.read_concurrency) == (16 << 20, 6)
+
+
+@pytest.mark.parametrize("flag,value,expected", [
+    ("--s3-read-part-size", "65536", "expected a whole number of bytes, at least 1048576"),
+    ("--s3-read-concurrency", "0", "expected a whole number, at least 1"),
+])
+def test_s3_read_settings_below_their_minimum_are_refused(flag: str, value: str, expected: str) -> None:
+    with pytest.raises(options.OptionErrors, match=f"^{flag} {value}: {expected}$"):
+        parse(["--storage", "s3", "--s3-bucket", "b", flag, value])
+
+
 # -- the root folder, checked before the server starts ------------------------------------------
 
 

@@ -1,32 +1,40 @@
 """The storage conformance suite on :class:`S3Storage` against a real SeaweedFS, and S3 specifics.
 
 SeaweedFS enforces S3's 5 MiB minimum part size, so the suite runs with the smallest legal part.
+Reads go in ranges of :data:`READ_PART` (about 1 MB) so the suite's objects are read through the
+ranged reader, on the session's shared client, whose small pool leaves two read-ahead slots.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import threading
 import time
 import tracemalloc
 import urllib.request
 from typing import Any, Iterator
 
 import pytest
+from hypothesis import example, given, strategies as st
 
-from docker_registry_wsgi.storage import KeyNotFound, UploadConflict, UploadState
-from docker_registry_wsgi.storage.s3 import MIN_PART_SIZE, S3Storage
+from docker_registry_wsgi.storage import KeyNotFound, StorageError, UploadConflict, UploadState
+from docker_registry_wsgi.storage.s3 import MIN_PART_SIZE, S3Storage, _byte_ranges, _RangeReader, _Reader
 from docker_registry_wsgi.testing import StorageSuite
 from docker_registry_wsgi.testing.storage import LargeStorageSuite
 from docker_registry_wsgi.testing.storage import ChunkFailure, failing, meta, new_upload_id, payload, split
 from tests.support.seaweedfs import S3Bucket
+from tests.unit_fixtures import FAST
 
 pytestmark = pytest.mark.s3
 
 PART = MIN_PART_SIZE
+#: The suite's read range: not a divisor of the 1 MiB pieces nor of the 64 KiB reads.
+READ_PART = 1_000_003
 
 
-def make_storage(bucket: S3Bucket, prefix: str, *, own_client: bool = False, **options: Any) -> S3Storage:
+def make_storage(bucket: S3Bucket, prefix: str, *, own_client: bool = False, client: Any = None,
+                 **options: Any) -> S3Storage:
     """An S3Storage on the test bucket; by default on the session's shared boto3 client."""
     return S3Storage(
         bucket.name,
@@ -35,8 +43,8 @@ def make_storage(bucket: S3Bucket, prefix: str, *, own_client: bool = False, **o
         region=bucket.region,
         access_key=bucket.access_key,
         secret_key=bucket.secret_key,
-        client=None if own_client else bucket.shared_client,
-        **{"part_size": PART, **options},
+        client=client or (None if own_client else bucket.shared_client),
+        **{"part_size": PART, "read_part_size": READ_PART, **options},
     )
 
 
@@ -359,3 +367,274 @@ def test_empty_puts_do_not_wait_for_continue(s3_bucket: S3Bucket, prefix: str) -
     assert [expect for name, expect in sent if name == "empty"] == [None]
     assert [expect for name, expect in sent if name == "full"] in ([b"100-continue"], ["100-continue"])
     storage.close()
+
+
+# -- large objects read in ranges, several at once ----------------------------------------------
+
+#: Small ranges, so a few hundred KiB cross many of them.
+RANGE = 64 * 1024
+WINDOW = 4
+
+
+@FAST
+@given(start=st.integers(0, 10**6), length=st.integers(-3, 10**6), part=st.integers(1, 10**5))
+@example(start=0, length=0, part=1)
+@example(start=5, length=10, part=10)
+@example(start=5, length=11, part=10)
+def test_byte_ranges_cover_exactly(start: int, length: int, part: int) -> None:
+    """The ranges are consecutive and inclusive, each ``part`` long but the last, and together
+    they are ``start..stop-1``: nothing left out, nothing twice."""
+    stop = start + length
+    ranges = list(_byte_ranges(start, stop, part))
+    assert [b for first, last in ranges for b in range(first, last + 1)] == list(range(start, stop))
+    assert all(last - first + 1 == part for first, last in ranges[:-1])
+    assert all(1 <= last - first + 1 <= part for first, last in ranges)
+
+
+@pytest.fixture(scope="module")
+def pooled_client(s3_bucket: S3Bucket) -> Iterator[Any]:
+    """A client with botocore's pool at 32, as the storage makes its own: 8 read-ahead slots."""
+    storage = make_storage(s3_bucket, "x", own_client=True, max_pool_connections=32)
+    yield storage.client
+    storage.close()
+
+
+@pytest.fixture
+def ranged(s3_bucket: S3Bucket, prefix: str, pooled_client: Any) -> S3Storage:
+    """A storage reading objects above 64 KiB in 64 KiB ranges, four at once."""
+    return make_storage(s3_bucket, prefix, client=pooled_client, read_part_size=RANGE,
+                        read_concurrency=WINDOW)
+
+
+def read_ahead_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("s3-read-ahead")]
+
+
+def free_slots(storage: S3Storage) -> int:
+    """How many read-ahead slots of the process are free (taken and given back to count them)."""
+    slots, taken = storage._read_slots(), 0
+    while slots.acquire(blocking=False):
+        taken += 1
+    for _ in range(taken):
+        slots.release()
+    return taken
+
+
+def read_in(reader: Any, size: int) -> bytes:
+    pieces = []
+    while data := reader.read(size):
+        assert len(data) <= size
+        pieces.append(data)
+    return b"".join(pieces)
+
+
+SIZE = 10 * RANGE + 123
+
+
+@pytest.mark.parametrize("offset", [0, 1, RANGE - 1, RANGE, RANGE + 1, 5 * RANGE, SIZE - RANGE - 1,
+                                    SIZE - RANGE, SIZE - 1])
+def test_ranged_reads_are_byte_exact(ranged: S3Storage, offset: int) -> None:
+    """From offsets inside ranges and at their edges, in read sizes shorter and longer than a
+    range and than the 1 MiB pieces a range is fetched in, each read gets exactly what it asks."""
+    data = payload(SIZE, seed=40)
+    ranged.write("blob", data)
+    for size in (1, 1000, RANGE - 1, RANGE + 1, 3 * RANGE, 1 << 20):
+        reader = ranged.open("blob", offset)
+        try:
+            assert isinstance(reader, _RangeReader if SIZE - offset > RANGE else _Reader)
+            if size >= 1000:
+                assert read_in(reader, size) == data[offset:]
+            else:  # byte by byte across the first range edge, then the rest
+                head = b"".join(reader.read(size) for _ in range(RANGE + 2))
+                assert head == data[offset:offset + RANGE + 2]
+                assert read_in(reader, 1 << 20) == data[offset + RANGE + 2:]
+            assert reader.read(10) == b""
+        finally:
+            reader.close()
+    assert read_ahead_threads() == []
+    assert free_slots(ranged) == 8
+
+
+def test_reads_at_and_past_the_end(ranged: S3Storage) -> None:
+    """The end and past it give an empty reader, a missing object KeyNotFound, as with one GET."""
+    data = payload(SIZE, seed=41)
+    ranged.write("blob", data)
+    for offset in (SIZE, SIZE + 1, SIZE + 10 * RANGE):
+        reader = ranged.open("blob", offset)
+        assert reader.read(RANGE) == b""
+        reader.close()
+    with pytest.raises(KeyNotFound):
+        ranged.open("missing", 0)
+    with pytest.raises(KeyNotFound):
+        ranged.open("missing", 3 * RANGE)
+
+
+def test_one_request_per_range_and_no_head(ranged: S3Storage) -> None:
+    """A small object takes one GET, a large one a GET per range: the first GET's Content-Range
+    tells the size, so no HEAD goes before (the hot path of a pull)."""
+    ranged.write("small", payload(RANGE, seed=42))
+    ranged.write("large", payload(SIZE, seed=43))
+    for key, offset, gets in (("small", 0, 1), ("large", 0, 11), ("large", RANGE // 2, 10)):
+        with Requests(ranged) as requests:
+            reader = ranged.open(key, offset)
+            assert read_in(reader, 1 << 20) == payload(RANGE if key == "small" else SIZE,
+                                                       seed=42 if key == "small" else 43)[offset:]
+            reader.close()
+        assert requests.names() == ["GetObject"] * gets, (key, offset)
+
+
+def test_one_get_when_read_concurrency_is_one(s3_bucket: S3Bucket, prefix: str) -> None:
+    storage = make_storage(s3_bucket, prefix, read_part_size=RANGE, read_concurrency=1)
+    data = payload(SIZE, seed=44)
+    storage.write("blob", data)
+    for offset in (0, RANGE + 5):
+        with Requests(storage) as requests:
+            reader = storage.open("blob", offset)
+            assert isinstance(reader, _Reader)
+            assert read_in(reader, 1 << 20) == data[offset:]
+            reader.close()
+        assert requests.names() == ["GetObject"]
+
+
+def test_a_reader_holds_at_most_its_window(ranged: S3Storage) -> None:
+    """However large the object, a reader has at most ``read_concurrency`` ranges fetched or
+    being fetched: one not read from leaves the rest alone, one read whole peaked at its window."""
+    data = payload(40 * RANGE, seed=45)
+    ranged.write("blob", data)
+    with Requests(ranged) as requests:
+        reader = ranged.open("blob")
+        assert isinstance(reader, _RangeReader)
+        for future, _ in reader._ahead:  # the window's GETs are done: nothing more starts
+            future.result()
+        assert requests.names() == ["GetObject"] * WINDOW
+        assert reader.held == (WINDOW - 1) * RANGE
+        assert read_in(reader, 1000) == data
+        assert read_ahead_threads() == []  # read to the end: its threads ended before close()
+        reader.close()
+    assert reader.peak_held == WINDOW * RANGE  # three ahead and the one being read
+    assert requests.names() == ["GetObject"] * 40
+
+
+def test_read_ahead_memory_is_bounded(ranged: S3Storage) -> None:
+    """Python's own count of allocated bytes (every thread) while a 10 MiB object is read in
+    256 KiB ranges by a slow client (it stops until all the reader fetches ahead is fetched):
+    a few ranges' worth, not the object."""
+    ranged.read_part_size = 256 * 1024
+    data = payload(10 << 20, seed=46)
+    ranged.write("blob", data)
+    tracemalloc.start()
+    try:
+        reader = ranged.open("blob")
+        assert isinstance(reader, _RangeReader)
+        size = len(reader.read(RANGE))
+        for future, _ in reader._ahead:
+            future.result()
+        while chunk := reader.read(RANGE):
+            size += len(chunk)
+        reader.close()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert size == len(data)
+    assert peak < 2 << 20, f"peak {peak} bytes reading 10 MiB with 4 ranges of 256 KiB at most"
+
+
+def test_no_slot_free_reads_in_the_callers_thread(ranged: S3Storage) -> None:
+    """With the process's read-ahead slots all taken (by other pulls), a reader fetches nothing
+    ahead and streams each range itself, in order: slower, never stuck, never wrong."""
+    data = payload(SIZE, seed=47)
+    ranged.write("blob", data)
+    slots = ranged._read_slots()
+    taken = free_slots(ranged)
+    for _ in range(taken):
+        assert slots.acquire(blocking=False)
+    try:
+        with Requests(ranged) as requests:
+            reader = ranged.open("blob", 7)
+            assert read_in(reader, RANGE // 3) == data[7:]
+            reader.close()
+        assert reader.peak_held == 0
+        assert requests.names() == ["GetObject"] * 11
+        assert read_ahead_threads() == []
+    finally:
+        for _ in range(taken):
+            slots.release()
+
+
+def test_close_mid_read_stops_every_thread(ranged: S3Storage) -> None:
+    """A client gone mid-pull closes the reader: the GETs not started are cancelled, those
+    running stop, their threads end, and the slots are free for other pulls."""
+    data = payload(40 * RANGE, seed=48)
+    ranged.write("blob", data)
+    reader = ranged.open("blob", 3)
+    assert reader.read(2 * RANGE) == data[3:3 + 2 * RANGE]
+    assert read_ahead_threads() != []
+    assert free_slots(ranged) < 8
+    reader.close()
+    assert read_ahead_threads() == []
+    assert free_slots(ranged) == 8
+    reader.close()  # twice is fine
+    with pytest.raises(ValueError):
+        reader.read(1)
+
+
+def test_a_range_that_cannot_be_read_fails_the_read(ranged: S3Storage) -> None:
+    """The object deleted after the reader started: a later range's GET fails, and so does
+    :meth:`read` (the server then cuts the response): bytes before it are right, none after."""
+    data = payload(40 * RANGE, seed=49)
+    ranged.write("blob", data)
+    reader = ranged.open("blob")
+    got = reader.read(RANGE)
+    ranged.delete("blob")
+    with pytest.raises(StorageError, match="was deleted while being read"):
+        while chunk := reader.read(RANGE):
+            got += chunk
+    assert got == data[:len(got)] and len(got) < len(data)
+    with pytest.raises(StorageError, match="an earlier read of this object failed"):
+        reader.read(RANGE)
+    reader.close()
+    assert read_ahead_threads() == []
+    assert free_slots(ranged) == 8
+
+
+def test_an_object_replaced_while_read_fails_the_read(ranged: S3Storage) -> None:
+    """Every range after the first names the first's ETag (``If-Match``): bytes of two versions
+    of an object are never served as one."""
+    data = payload(40 * RANGE, seed=50)
+    ranged.write("blob", data)
+    reader = ranged.open("blob")
+    got = reader.read(RANGE)
+    ranged.write("blob", payload(40 * RANGE, seed=51))
+    with pytest.raises(StorageError, match="was replaced while being read"):
+        while chunk := reader.read(RANGE):
+            got += chunk
+    assert got == data[:len(got)] and len(got) < len(data)
+    reader.close()
+    assert free_slots(ranged) == 8
+
+
+def test_a_store_that_ignores_ranges(ranged: S3Storage) -> None:
+    """A store answering a ranged GET with the whole object (200, no Content-Range; here the
+    request goes without its Range header): from 0 that is the object, from elsewhere an error."""
+    data = payload(SIZE, seed=52)
+    ranged.write("blob", data)
+
+    def drop_range(params: dict[str, Any], **_: Any) -> None:
+        params["headers"].pop("Range", None)
+
+    ranged.client.meta.events.register("before-call.s3.GetObject", drop_range)
+    try:
+        reader = ranged.open("blob")
+        assert isinstance(reader, _Reader)
+        assert read_in(reader, 1 << 20) == data
+        reader.close()
+        with pytest.raises(StorageError, match="Content-Range None"):
+            ranged.open("blob", 5)
+    finally:
+        ranged.client.meta.events.unregister("before-call.s3.GetObject", drop_range)
+
+
+def test_read_settings_are_checked(s3_bucket: S3Bucket) -> None:
+    for options in ({"read_part_size": 0}, {"read_concurrency": 0}):
+        with pytest.raises(ValueError, match="read_part_size and read_concurrency must be positive"):
+            make_storage(s3_bucket, "x", **options)
