@@ -178,8 +178,11 @@ class _Boolean(Kind):
         return value
 
 
-_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")
-_NUMBER = re.compile(r"\s*[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?\s*")
+#: Blanks around a number: ASCII only (``re``'s ``\s`` also takes ``\x1c``-``\x1f``, which
+#: ``int()`` and ``float()`` refuse).
+_BLANK = "[ \t\n\r\f\v]*"
+_INTEGER = re.compile(rf"{_BLANK}[+-]?[0-9]+{_BLANK}")
+_NUMBER = re.compile(rf"{_BLANK}[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?{_BLANK}")
 
 
 def _range(minimum: float | None, maximum: float | None, above: float | None, unit: str) -> str:

@@ -145,11 +145,18 @@ def test_whole_numbers_are_ascii_digits(value: str) -> None:
     """``1_000``, ``٣``, ``0x10`` and ``5.0`` are not whole numbers here, though Python's int()
     takes some of them."""
     assume(value.strip())
-    ascii_decimal = re.fullmatch(r"\s*[+-]?[0-9]+\s*", value) is not None
+    ascii_decimal = re.fullmatch(r"[ \t\n\r\f\v]*[+-]?[0-9]+[ \t\n\r\f\v]*", value) is not None
     if ascii_decimal and 0 <= int(value) <= 65535:
         assert read(PORT, env={"REGISTRY_PORT": value}) == int(value)
     else:
         assert refusal(PORT, env={"REGISTRY_PORT": value}).startswith(f"REGISTRY_PORT={value!r}: expected")
+
+
+@pytest.mark.parametrize("value", ["5\x1f", "\x1c5", "5\xa0", "\u20035"])
+def test_only_ascii_blanks_may_surround_a_number(value: str) -> None:
+    r"""Python's int() and float() take some non-ASCII blanks and refuse the ASCII separators
+    (``\x1c``-``\x1f``) that ``re``'s ``\s`` matches: each is refused with the usual line."""
+    assert refusal(PORT, env={"REGISTRY_PORT": value}).startswith(f"REGISTRY_PORT={value!r}: expected a whole number")
 
 
 @given(st.one_of(st.text(max_size=5), st.floats(), st.booleans(), st.lists(st.integers(), max_size=2)))
