@@ -26,6 +26,7 @@ from .errors import MethodNotAllowed, NotFound, Unauthorized
 from .extras import MissingExtra, require
 from .options import Option, boolean, file, path, text
 from .responses import error_reply
+from .streams import BODY_BYTES_KEY
 from .storage.base import (
     BlobReader,
     InvalidKey,
@@ -182,11 +183,6 @@ class RegistryMetrics:
                 return start_response(status, headers)
             return start_response(status, headers, exc_info)
 
-        counting = None
-        if "HTTP_TRANSFER_ENCODING" in environ:
-            # No length to read off: count what is read (gunicorn's fast path is for lengths only).
-            environ = dict(environ)
-            counting = environ["wsgi.input"] = _CountingInput(environ["wsgi.input"])
         body = app(environ, capture)
         elapsed = perf_counter() - started
         if not seen:
@@ -205,7 +201,10 @@ class RegistryMetrics:
         requests, duration, received, sent = children
         requests.inc()
         duration.observe(elapsed)
-        size = counting.count if counting is not None else _length(environ.get("CONTENT_LENGTH"))
+        if "HTTP_TRANSFER_ENCODING" in environ:  # no length to read off: what the registry read
+            size = environ.get(BODY_BYTES_KEY, 0)
+        else:
+            size = _length(environ.get("CONTENT_LENGTH"))
         if size:
             received.inc(size)
         if method != "HEAD":
@@ -281,30 +280,6 @@ def _refusal_reason(status: str, environ: Mapping[str, Any], headers: list[tuple
     if not environ.get("HTTP_AUTHORIZATION"):
         return "missing_credentials"
     return "invalid_credentials"
-
-
-class _CountingInput:
-    """A ``wsgi.input`` that counts the bytes read through it."""
-
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-        self.count = 0
-
-    def read(self, size: int = -1, /) -> bytes:
-        data = self._stream.read(size) if size is not None and size >= 0 else self._stream.read()
-        self.count += len(data)
-        return data  # type: ignore[no-any-return]
-
-    def readline(self, size: int = -1, /) -> bytes:
-        data = self._stream.readline(size) if size is not None and size >= 0 else self._stream.readline()
-        self.count += len(data)
-        return data  # type: ignore[no-any-return]
-
-    def readlines(self, hint: int = -1, /) -> list[bytes]:
-        return list(iter(self.readline, b""))
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self.readline, b"")
 
 
 def _removals_by_kind(report: GCReport) -> dict[str, int]:

@@ -18,6 +18,7 @@ from .gunicorn_input import socket_body
 from .storage.base import BlobReader
 
 __all__ = [
+    "BODY_BYTES_KEY",
     "CHUNK_SIZE",
     "check_framing",
     "has_body",
@@ -28,6 +29,11 @@ __all__ = [
 
 #: Large reads keep the per-chunk overhead (hashing, syscalls) small; memory stays bounded by it.
 CHUNK_SIZE = 1 << 20
+
+#: The environ key where :func:`iter_body` counts the body bytes read so far (for metrics: a
+#: chunked body has no length to read off, and wrapping ``wsgi.input`` to count it would hide
+#: gunicorn's socket from :mod:`.gunicorn_input`).
+BODY_BYTES_KEY = "docker_registry_wsgi.body_bytes"
 
 _UNREADABLE = "the request body could not be read: it ended early or its chunked framing is malformed"
 
@@ -82,13 +88,15 @@ def iter_body(
 
 
 def _pieces(request: Request, chunk_size: int) -> Iterator[bytes]:
-    fast = socket_body(request.environ, chunk_size)
-    if fast is not None:
-        yield from fast
-        return
-    read = request.stream.read
-    while chunk := read(chunk_size):
-        yield chunk
+    environ = request.environ
+    environ.setdefault(BODY_BYTES_KEY, 0)
+    pieces = socket_body(environ, chunk_size)
+    if pieces is None:
+        read = request.stream.read
+        pieces = iter(lambda: read(chunk_size), b"")
+    for piece in pieces:
+        environ[BODY_BYTES_KEY] += len(piece)
+        yield piece
 
 
 def _guarded(open_pieces: Callable[[], Iterator[bytes]],

@@ -16,10 +16,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
+from gunicorn.config import Config
+from gunicorn.http.errors import InvalidChunkExtension, InvalidChunkSize
+from gunicorn.http.parser import RequestParser
+from hypothesis import given, strategies as st
+
+from docker_registry_wsgi.gunicorn_input import chunk_size, socket_body
 
 from tests.support.raw_http import Response, connect, exchange, request, responses, start_session
 from tests.support.servers import RegistryServer
@@ -235,3 +242,128 @@ def test_chunked_body_in_any_chunking_is_stored_exactly_and_the_next_request_ser
         sock.sendall(request("PUT", f"{location}?digest={digest}"))
         [(status, headers, _)] = responses(sock, 1)
         assert status == 201 and headers["docker-content-digest"] == digest
+
+
+# -- chunked bodies decoded from the socket, against gunicorn's own reader ------------------------
+
+_HEAD = b"PATCH /v2/a/blobs/uploads/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+_NEXT = b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def _gunicorn_request(data: bytes) -> tuple[Any, Any, socket.socket]:
+    """gunicorn's parser over a socket that holds ``_HEAD + data`` and then ends; its request."""
+    ours, peer = socket.socketpair()
+    peer.sendall(_HEAD + data)
+    peer.close()
+    parser = RequestParser(Config(), ours, ("127.0.0.1", 40000))
+    return parser, next(parser), ours
+
+
+def _rest(parser: Any, sock: socket.socket) -> bytes:
+    """What is left for the next request: gunicorn's buffer, then the socket."""
+    rest = parser.unreader.take_buffered()
+    while data := sock.recv(65536):
+        rest += data
+    return rest
+
+
+def _read_by_gunicorn(data: bytes, size: int) -> tuple[object, ...]:
+    parser, req, sock = _gunicorn_request(data)
+    with sock:
+        try:
+            body = b"".join(iter(lambda: req.body.read(size), b""))
+        except Exception:
+            return ("refused",)
+        return body, req.trailers, _rest(parser, sock)
+
+
+def _read_from_socket(data: bytes, size: int, read_size: int) -> tuple[object, ...]:
+    parser, req, sock = _gunicorn_request(data)
+    with sock:
+        pieces = socket_body({"wsgi.input": req.body}, size, read_size=read_size)
+        assert pieces is not None
+        received = []
+        try:
+            for piece in pieces:
+                assert 0 < len(piece) <= size
+                received.append(piece)
+        except Exception:
+            assert req.body.failed is True  # gunicorn closes the connection
+            return ("refused",)
+        assert req.body.read(10) == b""  # gunicorn's reader sees the body ended
+        return b"".join(received), req.trailers, _rest(parser, sock)
+
+
+_EXTENSIONS = st.sampled_from([b"", b";a", b";a=b", b' ; name="q v"', b";a=b;c", b";=", b";a b", b';a="\r"'])
+
+
+@st.composite
+def _chunked_bodies(draw: st.DrawFn) -> bytes:
+    """A chunked body (sizes in either case, extensions, maybe trailers), then the next request;
+    sometimes with one byte changed or cut short, so that both readers must refuse it."""
+    out = bytearray()
+    for payload in draw(st.lists(st.binary(min_size=1, max_size=40), max_size=6)):
+        size = b"%x" % len(payload)
+        out += (size.upper() if draw(st.booleans()) else size) + draw(_EXTENSIONS) + b"\r\n" + payload + b"\r\n"
+    out += b"0" + draw(_EXTENSIONS) + b"\r\n"
+    out += draw(st.sampled_from([b"", b"X-Trailer: 1\r\n", b"A: b\r\nC: d\r\n"])) + b"\r\n" + _NEXT
+    change = draw(st.sampled_from(["none", "byte", "framing", "cut"]))
+    if change == "byte":
+        out[draw(st.integers(0, len(out) - 1))] = draw(st.integers(0, 255))
+    elif change == "framing":  # a CR or LF of the framing, or the byte before one
+        marks = [i for i, byte in enumerate(out) if byte in b"\r\n"]
+        index = draw(st.sampled_from(marks)) - draw(st.integers(0, 1))
+        out[max(0, index)] = draw(st.sampled_from(b"\r\nX0;"))
+    elif change == "cut":
+        del out[draw(st.integers(0, len(out) - 1)):]
+    return bytes(out)
+
+
+@given(_chunked_bodies(), st.integers(1, 50), st.integers(1, 20))
+def test_a_chunked_body_decoded_from_the_socket_is_what_gunicorn_reads(data: bytes, size: int, read_size: int) -> None:
+    """RFC 9112 section 7.1: the same bytes, trailers and refusals as gunicorn's ChunkedReader,
+    and the same bytes left for the next request, whatever the receive and piece sizes."""
+    assert _read_from_socket(data, size, read_size) == _read_by_gunicorn(data, size)
+
+
+@pytest.mark.parametrize("data", [
+    b"5\r\nhelloX\r\n0\r\n\r\n",      # a payload longer than its size
+    b"5\r\nhell\r\n0\r\n\r\n",        # shorter
+    b"5\r\nhello\n0\r\n\r\n",          # LF alone after the payload
+    b"5\nhello\r\n0\r\n\r\n",          # LF alone after the size
+    b"5\r\nhello\r\n0\r\nA: b\r\n",    # trailers without their empty line, then the end
+    b"5\r\nhello\r\n",                  # no last chunk
+    b"1" * 9000 + b"\r\n",                # a size line past gunicorn's limit
+    b"5;a\rb\r\nhello\r\n0\r\n\r\n",     # CR inside an extension
+])
+def test_malformed_chunked_bodies_are_refused_by_both(data: bytes) -> None:
+    assert _read_from_socket(data, 4, 3) == _read_by_gunicorn(data, 4) == ("refused",)
+
+
+def test_a_chunked_body_already_started_by_gunicorn_is_left_to_it() -> None:
+    parser, req, sock = _gunicorn_request(b"5\r\nhello\r\n0\r\n\r\n")
+    with sock:
+        assert req.body.read(2) == b"he"
+        assert socket_body({"wsgi.input": req.body}, 1 << 20) is None
+        assert req.body.read(10) == b"llo"
+
+
+def test_a_chunked_body_abandoned_midway_fails_the_connection() -> None:
+    """The consumer stopped (a storage error): gunicorn must not take the rest for the next request."""
+    parser, req, sock = _gunicorn_request(b"5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n")
+    with sock:
+        pieces = socket_body({"wsgi.input": req.body}, 5, read_size=8)
+        assert pieces is not None and next(pieces) == b"hello"
+        pieces.close()
+        assert req.body.failed is True
+
+
+@pytest.mark.parametrize("line, size", [(b"0", 0), (b"1f", 31), (b"FF;a=b", 255), (b"a \t;x", 10)])
+def test_chunk_size_lines(line: bytes, size: int) -> None:
+    assert chunk_size(line) == size
+
+
+@pytest.mark.parametrize("line", [b"", b"g", b"-1", b"0x10", b"1 ", b" 1", b"1;", b"1;a\rb", b"1\n"])
+def test_malformed_chunk_size_lines_are_refused(line: bytes) -> None:
+    with pytest.raises((InvalidChunkSize, InvalidChunkExtension)):
+        chunk_size(line)
