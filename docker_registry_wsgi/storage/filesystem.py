@@ -242,13 +242,14 @@ class FilesystemStorage(Storage):
             with os.scandir(folder) as scan:
                 # A folder "a" holds keys "a/...", which sort after "a-b" and "a.b": sort "a/".
                 # Names starting with "~" are uploads and temporary files, never keys.
-                entries = [
-                    (entry.name + "/", entry.path) if entry.is_dir(follow_symlinks=False)
-                    else (entry.name, None)
-                    for entry in scan
-                    if entry.name[0] != "~"
-                    and (entry.is_dir(follow_symlinks=False) or entry.is_file(follow_symlinks=False))
-                ]
+                entries: list[tuple[str, str | None]] = []
+                for entry in scan:
+                    if entry.name[0] == "~":
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        entries.append((entry.name + "/", entry.path))
+                    elif entry.is_file(follow_symlinks=False):
+                        entries.append((entry.name, None))
         except (FileNotFoundError, NotADirectoryError):
             return
         entries.sort()
