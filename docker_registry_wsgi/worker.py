@@ -576,22 +576,17 @@ class ThreadWorker(gthread.ThreadWorker):  # type: ignore[misc]
             return False
         unreader = conn.parser.unreader
         head = unreader.take_buffered()
-        if not head_end(head):
-            try:
+        whole = head_end(head)
+        if not whole:
+            try:  # nothing yet, the client's end (b""), or an error: the event loop sees to each
                 data = socket.socket.recv(conn.sock, HEAD_READ_SIZE, socket.MSG_DONTWAIT)
-            except (BlockingIOError, InterruptedError):
-                data = None
             except OSError:
-                return False
-            if data == b"":
-                return False  # the client has closed its end
-            if data:
-                head += data
-            if head:
-                unreader.unread(head)
-            return head_end(head)
-        unreader.unread(head)
-        return True
+                data = b""
+            head += data
+            whole = bool(data) and head_end(head)
+        if head:
+            unreader.unread(head)
+        return whole
 
     def handle_request(self, req: Any, conn: Any) -> bool:
         """One request; a client that stops sending its body is logged in a line and dropped.
