@@ -70,6 +70,12 @@ def _positive(value: object) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
+def _measured(value: object) -> bool:
+    """A CPU time as /proc gives it, in clock ticks (10 ms): the quick run's 8 MiB S3 pull can
+    cost a server less than one tick, so zero is a measurement too."""
+    return isinstance(value, (int, float)) and math.isfinite(value) and value >= 0
+
+
 def test_every_workload_has_a_number_for_both_servers(quick_run: tuple[dict, str, Path]) -> None:
     results, _, _ = quick_run
     metrics = results["metrics"]
@@ -97,7 +103,7 @@ def test_s3_group_measures_both_registries_and_boto3(quick_run: tuple[dict, str,
         assert versus["runs"] == {"ours": metrics[key]["runs"]["ours"],
                                   "distribution": metrics[key]["runs"]["distribution"]}
         for name in ("ours", "distribution", "boto3"):
-            assert _positive(metrics[f"cpu_{key}"]["median"][name]), (key, name)
+            assert _measured(metrics[f"cpu_{key}"]["median"][name]), (key, name)
     assert "S3: push 8 MiB one PATCH, Transfer-Encoding: chunked" in stdout
     assert "0.8x" in stdout and "(boto3)" in stdout
 
