@@ -58,8 +58,7 @@ def socket_body(environ: Mapping[str, Any], chunk_size: int, *,
 def _chunked(body: Any, reader: Any, chunk_size: int, read_size: int) -> Iterator[bytes] | None:
     """A chunked body's decoder, if gunicorn's reader has not started (``None`` otherwise)."""
     parser = getattr(reader, "parser", None)
-    frame = getattr(parser, "gi_frame", None)
-    unreader = frame.f_locals.get("unreader") if frame is not None else None
+    unreader = getattr(getattr(reader, "req", None), "unreader", None)  # the one the parser reads
     sock = getattr(unreader, "sock", None)
     if (
         not inspect.isgenerator(parser)
